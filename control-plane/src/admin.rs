@@ -1,0 +1,207 @@
+//! The admin API: a thin gRPC layer over the store. Each call names its
+//! caller from the client certificate, checks the caller's grants, does its
+//! work in a submodule, and audits every refusal before answering.
+
+use std::sync::Arc;
+
+use palisade_proto::admin as pb;
+use palisade_proto::admin::admin_server::Admin;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::audit::AuditRecord;
+use crate::authz::{Grants, Permission};
+use crate::store::Store;
+use crate::tls::PeerVerifier;
+
+mod apply;
+mod audit_log;
+mod delete;
+mod diff;
+mod error;
+mod read;
+mod resource;
+mod selector;
+mod subscribe;
+
+pub use error::AdminError;
+
+/// How callers are identified.
+#[derive(Clone, Debug)]
+pub enum PeerMode {
+    /// By their client certificate (the default).
+    Mtls(PeerVerifier),
+    /// Development only: every caller is this identity.
+    Plaintext { identity: String },
+}
+
+/// The admin service.
+#[derive(Clone)]
+pub struct AdminService {
+    state: Arc<State>,
+}
+
+struct State {
+    store: Arc<dyn Store>,
+    peers: PeerMode,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// An identified caller and what it may do.
+pub(crate) struct Caller {
+    pub identity: String,
+    pub grants: Grants,
+}
+
+impl AdminService {
+    /// `shutdown` turns true when the server drains; open watches then end.
+    pub fn new(store: Arc<dyn Store>, peers: PeerMode, shutdown: watch::Receiver<bool>) -> Self {
+        Self { state: Arc::new(State { store, peers, shutdown }) }
+    }
+
+    /// Identifies the caller, auditing the refusal if it cannot be.
+    async fn caller<T>(&self, request: &Request<T>, action: &str) -> Result<Caller, Status> {
+        let identity = match &self.state.peers {
+            PeerMode::Plaintext { identity } => identity.clone(),
+            PeerMode::Mtls(verifier) => {
+                let chain = request.peer_certs();
+                match verifier.identify(chain.as_deref().map(Vec::as_slice)) {
+                    Ok(identity) => identity,
+                    Err(error) => {
+                        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+                        let actor = format!("unauthenticated {peer}");
+                        let error = AdminError::Unauthenticated(error.to_string());
+                        return Err(self.refuse(&actor, action, Vec::new(), error).await);
+                    }
+                }
+            }
+        };
+
+        let grants = match self.grants(&identity).await {
+            Ok(grants) => grants,
+            Err(error) => return Err(self.refuse(&identity, action, Vec::new(), error).await),
+        };
+        Ok(Caller { identity, grants })
+    }
+
+    /// Refuses unless the caller holds `permission`.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        permission: Permission,
+        targets: &[String],
+    ) -> Result<(), Status> {
+        if caller.grants.allows(&permission) {
+            return Ok(());
+        }
+        let error = AdminError::Denied {
+            identity: caller.identity.clone(),
+            permission: permission.to_string(),
+        };
+        Err(self.refuse(&caller.identity, action, targets.to_vec(), error).await)
+    }
+
+    /// Audits a refused call, then turns the error into a status. A refusal
+    /// that cannot be audited fails as a store error instead.
+    async fn refuse(
+        &self,
+        actor: &str,
+        action: &str,
+        targets: Vec<String>,
+        error: AdminError,
+    ) -> Status {
+        let record = AuditRecord::now(actor, action, error.outcome())
+            .with_targets(targets)
+            .with_detail(error.to_string());
+        if let Err(store) = self.state.store.audit(record).await {
+            return AdminError::Store(store).into();
+        }
+
+        tracing::info!(actor, action, outcome = error.outcome().as_str(), "admin call refused");
+        error.into()
+    }
+
+    /// Finishes a call: a failure is audited and becomes a status.
+    async fn finish<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        targets: Vec<String>,
+        result: Result<T, AdminError>,
+    ) -> Result<Response<T>, Status> {
+        match result {
+            Ok(reply) => Ok(Response::new(reply)),
+            Err(error) => Err(self.refuse(&caller.identity, action, targets, error).await),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let caller = self.caller(&request, "apply").await?;
+        self.apply_documents(&caller, request.into_inner()).await
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Resource>, Status> {
+        let caller = self.caller(&request, "get").await?;
+        self.get_resource(&caller, request.into_inner()).await
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let caller = self.caller(&request, "list").await?;
+        self.list_resources(&caller, request.into_inner()).await
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request, "delete").await?;
+        self.delete_resource(&caller, request.into_inner()).await
+    }
+
+    type WatchStream = subscribe::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = self.caller(&request, "watch").await?;
+        self.watch_changes(caller, request.into_inner()).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let caller = self.caller(&request, "audit list").await?;
+        self.list_audit_entries(&caller, request.into_inner()).await
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        let caller = self.caller(&request, "audit verify").await?;
+        self.verify_audit_chain(&caller).await
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = self.caller(&request, "whoami").await?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            identity: caller.identity,
+            roles: caller.grants.roles,
+        }))
+    }
+}

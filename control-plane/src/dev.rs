@@ -1,0 +1,73 @@
+//! Development mode: a local data directory, initialized on first use, with
+//! the master key kept beside it and a palisadectl config written for the
+//! first admin. Convenient, and unsafe for anything but a laptop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::barrier::MasterKey;
+use crate::config::ServeConfig;
+use crate::data_dir::{DataDir, Opened};
+use crate::init::{InitOptions, initialize};
+
+/// The trust domain of a development control plane.
+pub const DEV_TRUST_DOMAIN: &str = "palisade.local";
+const MASTER_KEY_FILE: &str = "master.key";
+const CTL_CONFIG_FILE: &str = "palisadectl.toml";
+
+/// Opens the development data directory, initializing it the first time.
+pub async fn prepare(config: &ServeConfig) -> anyhow::Result<Opened> {
+    let dir = DataDir::new(&config.data_dir);
+    let key_path = config.data_dir.join(MASTER_KEY_FILE);
+
+    if dir.is_initialized() {
+        let master = MasterKey::load(Some(&key_path))?;
+        return Ok(Opened::open(&dir, &master).await?);
+    }
+
+    crate::fsutil::create_private_dir(dir.root())
+        .with_context(|| format!("creating {}", dir.root().display()))?;
+    let master = MasterKey::generate()?;
+    master.write_new(&key_path).with_context(|| format!("writing {}", key_path.display()))?;
+    let options = InitOptions {
+        data_dir: dir,
+        trust_domain: DEV_TRUST_DOMAIN.into(),
+        server_names: Vec::new(),
+        admin_name: "admin".into(),
+    };
+    Ok(initialize(&options, &master).await?)
+}
+
+/// Writes the palisadectl config for `address` and tells the user where
+/// things are and what to try next.
+pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()> {
+    let root = std::path::absolute(&config.data_dir)?;
+    let admin = root.join("admin");
+    let ctl_config = root.join(CTL_CONFIG_FILE);
+    write_ctl_config(&ctl_config, address, &admin)?;
+
+    println!("Palisade control plane, development mode (trust domain {DEV_TRUST_DOMAIN})");
+    println!("  admin API     https://{address} (mTLS)");
+    println!("  credentials   {}/{{admin.pem,admin-key.pem,ca.pem}}", admin.display());
+    println!("  master key    {} (dev only: keep it apart in production)", root.join(MASTER_KEY_FILE).display());
+    println!("  palisadectl   {}", ctl_config.display());
+    println!();
+    println!("Next, in another terminal in this directory:");
+    println!("  cargo run -q -p palisadectl -- whoami");
+    println!("  cargo run -q -p palisadectl -- apply -f deploy/examples/shop.yaml");
+    println!("  cargo run -q -p palisadectl -- get workloads -n shop");
+    Ok(())
+}
+
+fn write_ctl_config(path: &Path, address: SocketAddr, admin: &Path) -> anyhow::Result<()> {
+    let text = format!(
+        "# Written by palisade-cp dev.\nserver = \"https://{address}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        admin.join("ca.pem").display().to_string(),
+        admin.join("admin.pem").display().to_string(),
+        admin.join("admin-key.pem").display().to_string(),
+    );
+    crate::fsutil::write_private(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

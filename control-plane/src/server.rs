@@ -1,0 +1,156 @@
+//! The running admin server: TLS accept loop, the gRPC services (admin,
+//! health, reflection), request limits, and a drain with a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use palisade_proto::admin::admin_server::AdminServer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Server;
+
+use crate::admin::{AdminService, PeerMode};
+use crate::limits::{MAX_REQUEST_BYTES, RequestLimitLayer};
+use crate::store::Store;
+
+/// Largest response the admin API sends (a List of 10,000 resources fits).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the server listens.
+pub struct Listening {
+    pub listener: TcpListener,
+    /// `None` serves plaintext (development only).
+    pub tls: Option<TlsAcceptor>,
+    pub peers: PeerMode,
+    pub drain_timeout: Duration,
+}
+
+/// Binds the admin address and records it in `<data_dir>/admin.addr`, so
+/// that scripts and tests can find a server started on port 0.
+pub async fn bind(address: SocketAddr, data_dir: &Path) -> anyhow::Result<TcpListener> {
+    let listener =
+        TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    let bound = listener.local_addr()?;
+    crate::fsutil::write_public(&data_dir.join("admin.addr"), bound.to_string().as_bytes())
+        .context("recording the bound address")?;
+    Ok(listener)
+}
+
+/// Serves until `signal` resolves, then drains and flushes the store.
+pub async fn run(
+    store: Arc<dyn Store>,
+    listening: Listening,
+    signal: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (draining_tx, draining) = watch::channel(false);
+    let address = listening.listener.local_addr()?;
+    let mtls = matches!(listening.peers, PeerMode::Mtls(_));
+
+    // The services.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(palisade_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(palisade_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let admin = AdminServer::new(AdminService::new(store.clone(), listening.peers, draining.clone()))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+
+    // The router, with every request body counted against the limit.
+    let router = Server::builder()
+        .layer(RequestLimitLayer::new(MAX_REQUEST_BYTES))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(admin);
+    let mut until_drained = draining.clone();
+    let stop = async move {
+        let _ = until_drained.wait_for(|draining| *draining).await;
+    };
+
+    // Accept connections.
+    let server = match listening.tls {
+        Some(acceptor) => {
+            let incoming = tls_incoming(listening.listener, acceptor);
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+        None => {
+            let incoming = TcpListenerStream::new(listening.listener);
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
+    health.set_serving::<AdminServer<AdminService>>().await;
+    tracing::info!(%address, mtls, "admin API serving");
+
+    // Run until the signal, then drain with a deadline.
+    signal.await;
+    tracing::info!(deadline = ?listening.drain_timeout, "draining in-flight calls");
+    health.set_not_serving::<AdminServer<AdminService>>().await;
+    let _ = draining_tx.send(true);
+    match tokio::time::timeout(listening.drain_timeout, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("drained"),
+        Ok(Ok(Err(error))) => tracing::error!(%error, "admin server failed"),
+        Ok(Err(error)) => tracing::error!(%error, "admin server task failed"),
+        Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+    }
+
+    store.flush().await.context("flushing the store")?;
+    tracing::info!("store flushed; stopped");
+    Ok(())
+}
+
+/// Accepts TCP connections and completes their TLS handshakes off the accept
+/// path, so one slow client cannot hold up the others.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(128);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            tokio::spawn(handshake(tcp, peer, acceptor.clone(), tx.clone()));
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
+) {
+    let _ = tcp.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let _ = tx.send(Ok(stream)).await;
+        }
+        Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+    }
+}
