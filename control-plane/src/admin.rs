@@ -56,7 +56,13 @@ pub(crate) struct Caller {
 impl AdminService {
     /// `shutdown` turns true when the server drains; open watches then end.
     pub fn new(store: Arc<dyn Store>, peers: PeerMode, shutdown: watch::Receiver<bool>) -> Self {
-        Self { state: Arc::new(State { store, peers, shutdown }) }
+        Self {
+            state: Arc::new(State {
+                store,
+                peers,
+                shutdown,
+            }),
+        }
     }
 
     /// Identifies the caller, auditing the refusal if it cannot be.
@@ -68,7 +74,10 @@ impl AdminService {
                 match verifier.identify(chain.as_deref().map(Vec::as_slice)) {
                     Ok(identity) => identity,
                     Err(error) => {
-                        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+                        let peer = request
+                            .remote_addr()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
                         let actor = format!("unauthenticated {peer}");
                         let error = AdminError::Unauthenticated(error.to_string());
                         return Err(self.refuse(&actor, action, Vec::new(), error).await);
@@ -99,7 +108,9 @@ impl AdminService {
             identity: caller.identity.clone(),
             permission: permission.to_string(),
         };
-        Err(self.refuse(&caller.identity, action, targets.to_vec(), error).await)
+        Err(self
+            .refuse(&caller.identity, action, targets.to_vec(), error)
+            .await)
     }
 
     /// Audits a refused call, then turns the error into a status. A refusal
@@ -118,7 +129,12 @@ impl AdminService {
             return AdminError::Store(store).into();
         }
 
-        tracing::info!(actor, action, outcome = error.outcome().as_str(), "admin call refused");
+        tracing::info!(
+            actor,
+            action,
+            outcome = error.outcome().as_str(),
+            "admin call refused"
+        );
         error.into()
     }
 
@@ -147,7 +163,10 @@ impl Admin for AdminService {
         self.apply_documents(&caller, request.into_inner()).await
     }
 
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Resource>, Status> {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Resource>, Status> {
         let caller = self.caller(&request, "get").await?;
         self.get_resource(&caller, request.into_inner()).await
     }

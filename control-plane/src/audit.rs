@@ -147,18 +147,27 @@ impl AuditChain {
             match self.check_link(key, entry, &previous) {
                 Ok(hash) => previous = (key, hash),
                 Err(problem) => {
-                    return Verification { entries_checked: checked, broken: Some((key, problem)) };
+                    return Verification {
+                        entries_checked: checked,
+                        broken: Some((key, problem)),
+                    };
                 }
             }
         }
 
         let broken = match head {
             Some((sequence, hash)) if (sequence, hash.as_str()) != (previous.0, &*previous.1) => {
-                Some((previous.0 + 1, format!("entries after {} are missing", previous.0)))
+                Some((
+                    previous.0 + 1,
+                    format!("entries after {} are missing", previous.0),
+                ))
             }
             _ => None,
         };
-        Verification { entries_checked: checked, broken }
+        Verification {
+            entries_checked: checked,
+            broken,
+        }
     }
 
     fn check_link(
@@ -169,10 +178,17 @@ impl AuditChain {
     ) -> Result<String, String> {
         let entry = entry.map_err(|e| format!("entry cannot be read: {e}"))?;
         if entry.sequence != key {
-            return Err(format!("entry is stored at {key} but says it is {}", entry.sequence));
+            return Err(format!(
+                "entry is stored at {key} but says it is {}",
+                entry.sequence
+            ));
         }
         if key != previous.0 + 1 {
-            return Err(format!("entries {} to {} are missing", previous.0 + 1, key - 1));
+            return Err(format!(
+                "entries {} to {} are missing",
+                previous.0 + 1,
+                key - 1
+            ));
         }
         if entry.previous_hash != previous.1 {
             return Err("previous hash does not match the entry before it".into());
@@ -195,7 +211,9 @@ mod tests {
     fn entries(chain: &AuditChain, count: u64) -> Vec<AuditEntry> {
         let mut out: Vec<AuditEntry> = Vec::new();
         for sequence in 1..=count {
-            let previous = out.last().map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
+            let previous = out
+                .last()
+                .map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
             let record = AuditRecord::now("spiffe://td/admin/a", "apply", Outcome::Ok);
             out.push(chain.link(sequence, sequence, &previous, record));
         }
@@ -203,7 +221,10 @@ mod tests {
     }
 
     fn stored(entries: &[AuditEntry]) -> Vec<(u64, Result<AuditEntry, String>)> {
-        entries.iter().map(|e| (e.sequence, Ok(e.clone()))).collect()
+        entries
+            .iter()
+            .map(|e| (e.sequence, Ok(e.clone())))
+            .collect()
     }
 
     fn head(entries: &[AuditEntry]) -> Option<(u64, String)> {
@@ -217,7 +238,13 @@ mod tests {
 
         let result = chain.verify(stored(&log), head(&log));
 
-        assert_eq!(result, Verification { entries_checked: 5, broken: None });
+        assert_eq!(
+            result,
+            Verification {
+                entries_checked: 5,
+                broken: None
+            }
+        );
     }
 
     #[test]

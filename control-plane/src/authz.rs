@@ -46,11 +46,19 @@ pub struct Permission {
 
 impl Permission {
     pub fn on(verb: Verb, kind: Kind, namespace: &str) -> Self {
-        Self { verb, kind: Some(kind), namespace: namespace.to_owned() }
+        Self {
+            verb,
+            kind: Some(kind),
+            namespace: namespace.to_owned(),
+        }
     }
 
     pub fn audit() -> Self {
-        Self { verb: Verb::Audit, kind: None, namespace: String::new() }
+        Self {
+            verb: Verb::Audit,
+            kind: None,
+            namespace: String::new(),
+        }
     }
 }
 
@@ -82,12 +90,17 @@ impl Grants {
         roles: &BTreeMap<String, AdminRoleSpec>,
     ) -> Self {
         let mut grants = Grants::default();
-        for binding in bindings.iter().filter(|b| b.subjects.iter().any(|s| matches(s, identity))) {
+        for binding in bindings
+            .iter()
+            .filter(|b| b.subjects.iter().any(|s| matches(s, identity)))
+        {
             let Some(rules) = role_rules(&binding.role, roles) else {
                 continue;
             };
             grants.roles.push(binding.role.clone());
-            grants.rules.extend(rules.into_iter().map(|r| narrow(r, &binding.namespaces)));
+            grants
+                .rules
+                .extend(rules.into_iter().map(|r| narrow(r, &binding.namespaces)));
         }
         grants.roles.sort();
         grants.roles.dedup();
@@ -102,7 +115,8 @@ impl Grants {
     /// True if some rule allows `verb` on `kind` in at least one namespace.
     pub fn allows_somewhere(&self, verb: Verb, kind: Kind) -> bool {
         self.rules.iter().any(|rule| {
-            has(&rule.verbs, verb.as_str()) && has(&rule.kinds, kind.as_str())
+            has(&rule.verbs, verb.as_str())
+                && has(&rule.kinds, kind.as_str())
                 && (kind.is_namespaced() || unrestricted(&rule.namespaces))
         })
     }
@@ -116,7 +130,8 @@ fn matches(subject: &str, identity: &str) -> bool {
 }
 
 fn has(list: &[String], value: &str) -> bool {
-    list.iter().any(|item| item == "*" || item.eq_ignore_ascii_case(value))
+    list.iter()
+        .any(|item| item == "*" || item.eq_ignore_ascii_case(value))
 }
 
 fn unrestricted(namespaces: &[String]) -> bool {
@@ -149,7 +164,10 @@ fn narrow(mut rule: AdminRule, binding_namespaces: &[String]) -> AdminRule {
     rule.namespaces = if unrestricted(&rule.namespaces) {
         binding_namespaces.to_vec()
     } else {
-        rule.namespaces.into_iter().filter(|n| binding_namespaces.contains(n)).collect()
+        rule.namespaces
+            .into_iter()
+            .filter(|n| binding_namespaces.contains(n))
+            .collect()
     };
     if rule.namespaces.is_empty() {
         rule.verbs.clear();
@@ -178,7 +196,10 @@ fn builtin(role: &str) -> Option<Vec<AdminRule>> {
         .collect();
     let rules = match role {
         "admin" => vec![rule(&["*"], &["*"])],
-        "editor" => vec![rule(&["get", "list", "watch", "apply", "delete"], &resource_kinds)],
+        "editor" => vec![rule(
+            &["get", "list", "watch", "apply", "delete"],
+            &resource_kinds,
+        )],
         "viewer" => vec![rule(&["get", "list", "watch"], &resource_kinds)],
         "auditor" => vec![
             rule(&["audit"], &[]),
@@ -244,7 +265,9 @@ mod tests {
 
     #[test]
     fn custom_role_grants_only_its_rules() {
-        let role = AdminRoleSpec { rules: vec![rule(&["get"], &["Node"])] };
+        let role = AdminRoleSpec {
+            rules: vec![rule(&["get"], &["Node"])],
+        };
         let roles = BTreeMap::from([("node-reader".to_string(), role)]);
 
         let grants = Grants::for_identity(ALICE, &[binding("node-reader", &[])], &roles);
@@ -268,6 +291,9 @@ mod tests {
     fn permission_names_what_is_missing() {
         let permission = Permission::on(Verb::Apply, Kind::AuthorizationPolicy, "shop");
 
-        assert_eq!(permission.to_string(), r#""apply" on AuthorizationPolicy in namespace "shop""#);
+        assert_eq!(
+            permission.to_string(),
+            r#""apply" on AuthorizationPolicy in namespace "shop""#
+        );
     }
 }

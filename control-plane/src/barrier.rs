@@ -31,7 +31,10 @@ pub enum BarrierError {
     #[error("no master key: set {MASTER_KEY_ENV} or pass a master key file")]
     NoMasterKey,
     #[error("master key file {path}: {source}")]
-    ReadKey { path: PathBuf, source: std::io::Error },
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("master key from {origin} is not 32 bytes of base64")]
     MalformedKey { origin: String },
     #[error("the master key does not open this data directory's barrier")]
@@ -105,7 +108,9 @@ impl MasterKey {
     }
 
     fn decode(text: &str, origin: &str) -> Result<Self, BarrierError> {
-        let malformed = || BarrierError::MalformedKey { origin: origin.to_owned() };
+        let malformed = || BarrierError::MalformedKey {
+            origin: origin.to_owned(),
+        };
         let bytes = Zeroizing::new(BASE64.decode(text).map_err(|_| malformed())?);
         let array: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| malformed())?;
         Ok(Self(Zeroizing::new(array)))
@@ -144,11 +149,16 @@ impl Barrier {
         aws_lc_rs::rand::fill(data_key.as_mut()).map_err(|_| BarrierError::Random)?;
 
         let wrapped = seal_with(&master.aead(), WRAP_AAD, data_key.as_ref())?;
-        let file = BarrierFile { version: 1, wrapped_data_key: BASE64.encode(wrapped) };
+        let file = BarrierFile {
+            version: 1,
+            wrapped_data_key: BASE64.encode(wrapped),
+        };
         let path = data_dir.join(BARRIER_FILE);
         let json = serde_json::to_vec_pretty(&file).expect("barrier file serializes");
-        fsutil::write_private(&path, &json)
-            .map_err(|e| BarrierError::File { path: path.clone(), detail: e.to_string() })?;
+        fsutil::write_private(&path, &json).map_err(|e| BarrierError::File {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
 
         Ok(Self::from_data_key(data_key.as_ref()))
     }
@@ -156,7 +166,10 @@ impl Barrier {
     /// Reads the barrier file in `data_dir` and unwraps its data key.
     pub fn unseal(data_dir: &Path, master: &MasterKey) -> Result<Self, BarrierError> {
         let path = data_dir.join(BARRIER_FILE);
-        let file_error = |detail: String| BarrierError::File { path: path.clone(), detail };
+        let file_error = |detail: String| BarrierError::File {
+            path: path.clone(),
+            detail,
+        };
         let bytes = std::fs::read(&path).map_err(|e| file_error(e.to_string()))?;
         let file: BarrierFile =
             serde_json::from_slice(&bytes).map_err(|e| file_error(e.to_string()))?;
@@ -167,8 +180,8 @@ impl Barrier {
         let wrapped = BASE64
             .decode(&file.wrapped_data_key)
             .map_err(|_| file_error("wrapped data key is not base64".into()))?;
-        let data_key = open_with(&master.aead(), WRAP_AAD, &wrapped)
-            .map_err(|_| BarrierError::WrongKey)?;
+        let data_key =
+            open_with(&master.aead(), WRAP_AAD, &wrapped).map_err(|_| BarrierError::WrongKey)?;
         if data_key.expose().len() != KEY_LEN {
             return Err(file_error("wrapped data key has the wrong length".into()));
         }
@@ -198,8 +211,9 @@ impl Barrier {
 
     /// Decrypts a value sealed for `purpose`.
     pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<SecretBytes, BarrierError> {
-        open_with(&self.data_key, purpose.as_bytes(), sealed)
-            .map_err(|_| BarrierError::Damaged { purpose: purpose.to_owned() })
+        open_with(&self.data_key, purpose.as_bytes(), sealed).map_err(|_| BarrierError::Damaged {
+            purpose: purpose.to_owned(),
+        })
     }
 
     /// The key that chains audit entries, derived from the data key so that a
@@ -214,8 +228,12 @@ fn seal_with(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>,
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| BarrierError::Random)?;
 
     let mut buffer = plaintext.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buffer)
-        .map_err(|_| BarrierError::Random)?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buffer,
+    )
+    .map_err(|_| BarrierError::Random)?;
 
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buffer);
@@ -230,7 +248,9 @@ fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| ())?;
 
     let mut buffer = Zeroizing::new(ciphertext.to_vec());
-    let plaintext = key.open_in_place(nonce, Aad::from(aad), &mut buffer).map_err(|_| ())?;
+    let plaintext = key
+        .open_in_place(nonce, Aad::from(aad), &mut buffer)
+        .map_err(|_| ())?;
     Ok(SecretBytes::new(plaintext.to_vec()))
 }
 

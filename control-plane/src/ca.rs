@@ -41,7 +41,9 @@ pub struct Issued {
 
 impl fmt::Debug for Issued {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Issued").field("key_pem", &self.key_pem).finish_non_exhaustive()
+        f.debug_struct("Issued")
+            .field("key_pem", &self.key_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,9 +71,15 @@ impl CertificateAuthority {
         let now = OffsetDateTime::now_utc();
 
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::OrganizationName, "Palisade");
-        params.distinguished_name.push(DnType::CommonName, format!("Palisade root CA {trust_domain}"));
-        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Palisade");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Palisade root CA {trust_domain}"),
+        );
+        params.subject_alt_names =
+            vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = now - BACKDATE;
@@ -136,7 +144,9 @@ impl CertificateAuthority {
     }
 
     fn spiffe_san(&self, path: &str) -> Result<SanType, CaError> {
-        Ok(SanType::URI(format!("spiffe://{}{path}", self.trust_domain).try_into()?))
+        Ok(SanType::URI(
+            format!("spiffe://{}{path}", self.trust_domain).try_into()?,
+        ))
     }
 
     fn issue_leaf(
@@ -149,13 +159,19 @@ impl CertificateAuthority {
         let now = OffsetDateTime::now_utc();
 
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::OrganizationName, "Palisade");
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Palisade");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - BACKDATE;
         params.not_after = (now + lifetime).min(self.not_after);
@@ -171,7 +187,8 @@ impl CertificateAuthority {
 
 fn not_after(certificate_pem: &str) -> Result<OffsetDateTime, CaError> {
     let bad = || CaError::Generate(rcgen::Error::CouldNotParseCertificate);
-    let (_, pem) = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).map_err(|_| bad())?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).map_err(|_| bad())?;
     let certificate = pem.parse_x509().map_err(|_| bad())?;
     Ok(certificate.validity().not_after.to_datetime())
 }
@@ -209,18 +226,25 @@ mod tests {
 
         let issued = ca.issue_admin("alice").unwrap();
 
-        assert_eq!(spiffe_ids(&issued.certificate_pem), ["spiffe://example.org/admin/alice"]);
+        assert_eq!(
+            spiffe_ids(&issued.certificate_pem),
+            ["spiffe://example.org/admin/alice"]
+        );
     }
 
     #[test]
     fn reloaded_ca_issues_certificates_that_chain_to_the_same_root() {
         let (ca, key) = CertificateAuthority::create_root("example.org").unwrap();
-        let reloaded = CertificateAuthority::load("example.org", ca.certificate_pem(), &key).unwrap();
+        let reloaded =
+            CertificateAuthority::load("example.org", ca.certificate_pem(), &key).unwrap();
 
-        let issued = reloaded.issue_server(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let issued = reloaded
+            .issue_server(&["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
 
         let (_, root) = x509_parser::pem::parse_x509_pem(ca.certificate_pem().as_bytes()).unwrap();
-        let (_, leaf) = x509_parser::pem::parse_x509_pem(issued.certificate_pem.as_bytes()).unwrap();
+        let (_, leaf) =
+            x509_parser::pem::parse_x509_pem(issued.certificate_pem.as_bytes()).unwrap();
         let root = root.parse_x509().unwrap();
         let leaf = leaf.parse_x509().unwrap();
         assert!(leaf.verify_signature(Some(root.public_key())).is_ok());

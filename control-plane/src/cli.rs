@@ -141,7 +141,10 @@ fn fail(error: &anyhow::Error) -> ExitCode {
 }
 
 fn human_logs() -> LogConfig {
-    LogConfig { format: LogFormat::Human, level: "info".into() }
+    LogConfig {
+        format: LogFormat::Human,
+        level: "info".into(),
+    }
 }
 
 async fn init_command(args: InitArgs) -> anyhow::Result<()> {
@@ -156,8 +159,15 @@ async fn init_command(args: InitArgs) -> anyhow::Result<()> {
 
     initialize(&options, &master).await?;
     let admin = options.data_dir.admin();
-    println!("initialized {} for trust domain {}", args.data_dir.display(), options.trust_domain);
-    println!("first admin: spiffe://{}/admin/{}", options.trust_domain, args.admin_name);
+    println!(
+        "initialized {} for trust domain {}",
+        args.data_dir.display(),
+        options.trust_domain
+    );
+    println!(
+        "first admin: spiffe://{}/admin/{}",
+        options.trust_domain, args.admin_name
+    );
     println!("credentials: {}", admin.display());
     Ok(())
 }
@@ -167,8 +177,12 @@ fn master_key_for_init(file: Option<&std::path::Path>) -> anyhow::Result<MasterK
     match file {
         Some(path) if !path.exists() => {
             let key = MasterKey::generate()?;
-            key.write_new(path).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("created master key {}; keep it apart from the data directory", path.display());
+            key.write_new(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "created master key {}; keep it apart from the data directory",
+                path.display()
+            );
             Ok(key)
         }
         file => Ok(MasterKey::load(file)?),
@@ -222,10 +236,18 @@ async fn serve_opened(
         (None, PeerMode::Plaintext { identity })
     } else {
         let (server_config, verifier) = tls_settings(&opened).await?;
-        (Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config))), PeerMode::Mtls(verifier))
+        (
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config))),
+            PeerMode::Mtls(verifier),
+        )
     };
 
-    let listening = Listening { listener, tls, peers, drain_timeout: config.drain_timeout };
+    let listening = Listening {
+        listener,
+        tls,
+        peers,
+        drain_timeout: config.drain_timeout,
+    };
     let store: Arc<dyn crate::store::Store> = opened.store.clone();
     run(store, listening, shutdown_signal()).await
 }
@@ -274,9 +296,17 @@ async fn admin_cert_command(args: AdminCertArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&human_logs());
     let master = MasterKey::load(args.master_key_file.as_deref())?;
 
-    let identity = issue_admin(&DataDir::new(&args.data_dir), &master, &args.name, &args.out).await?;
+    let identity = issue_admin(
+        &DataDir::new(&args.data_dir),
+        &master,
+        &args.name,
+        &args.out,
+    )
+    .await?;
     println!("issued {identity} into {}", args.out.display());
-    println!("bind it a role: palisadectl admin binding create NAME --role viewer --subject {identity}");
+    println!(
+        "bind it a role: palisadectl admin binding create NAME --role viewer --subject {identity}"
+    );
     Ok(())
 }
 

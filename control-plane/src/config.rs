@@ -23,7 +23,10 @@ pub enum ConfigError {
     #[error("config file {path}: {detail}")]
     File { path: PathBuf, detail: String },
     #[error("{setting}: {detail}")]
-    Invalid { setting: &'static str, detail: String },
+    Invalid {
+        setting: &'static str,
+        detail: String,
+    },
 }
 
 /// Log output format.
@@ -87,8 +90,13 @@ pub struct ServeConfig {
 impl FileConfig {
     /// Reads a TOML file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let error = |detail: String| ConfigError::File { path: path.to_owned(), detail };
-        let size = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.len();
+        let error = |detail: String| ConfigError::File {
+            path: path.to_owned(),
+            detail,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| error(e.to_string()))?
+            .len();
         if size > MAX_CONFIG_BYTES {
             return Err(error(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
@@ -100,12 +108,16 @@ impl FileConfig {
 impl ServeConfig {
     /// Merges file and overrides over the defaults, and checks the result.
     pub fn resolve(file: FileConfig, over: Overrides) -> Result<Self, ConfigError> {
-        let listen = over.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = over
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Invalid {
             setting: "listen",
             detail: format!("{listen:?} is not an address like 127.0.0.1:7443"),
         })?;
-        let insecure_plaintext = over.insecure_plaintext || file.insecure_plaintext.unwrap_or(false);
+        let insecure_plaintext =
+            over.insecure_plaintext || file.insecure_plaintext.unwrap_or(false);
         if insecure_plaintext && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 setting: "insecure_plaintext",
@@ -114,16 +126,24 @@ impl ServeConfig {
         }
 
         Ok(Self {
-            data_dir: over.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             listen,
             master_key_file: over.master_key_file.or(file.master_key_file),
             log: LogConfig {
                 format: over.log_format.or(file.log_format).unwrap_or_default(),
-                level: over.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+                level: over
+                    .log_level
+                    .or(file.log_level)
+                    .unwrap_or_else(|| "info".into()),
             },
             insecure_plaintext,
             drain_timeout: Duration::from_secs(
-                over.drain_timeout_secs.or(file.drain_timeout_secs).unwrap_or(DEFAULT_DRAIN_SECS),
+                over.drain_timeout_secs
+                    .or(file.drain_timeout_secs)
+                    .unwrap_or(DEFAULT_DRAIN_SECS),
             ),
         })
     }
@@ -140,13 +160,19 @@ mod tests {
             data_dir: Some("/from/file".into()),
             ..FileConfig::default()
         };
-        let over = Overrides { data_dir: Some("/from/flag".into()), ..Overrides::default() };
+        let over = Overrides {
+            data_dir: Some("/from/flag".into()),
+            ..Overrides::default()
+        };
 
         let config = ServeConfig::resolve(file, over).unwrap();
 
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(config.listen.port(), 9000);
-        assert_eq!(config.drain_timeout, Duration::from_secs(DEFAULT_DRAIN_SECS));
+        assert_eq!(
+            config.drain_timeout,
+            Duration::from_secs(DEFAULT_DRAIN_SECS)
+        );
     }
 
     #[test]

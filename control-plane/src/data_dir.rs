@@ -96,7 +96,11 @@ impl Opened {
             .ok_or(OpenError::Missing(keys::TRUST_DOMAIN))?;
         let trust_domain = String::from_utf8_lossy(&trust_domain).into_owned();
 
-        Ok(Self { barrier, store: Arc::new(store), trust_domain })
+        Ok(Self {
+            barrier,
+            store: Arc::new(store),
+            trust_domain,
+        })
     }
 
     /// Loads the CA from its sealed key.
@@ -105,11 +109,18 @@ impl Opened {
         let sealed_key = self.system(keys::CA_KEY).await?;
         let key = self.barrier.open(keys::CA_KEY, &sealed_key)?;
         let certificate = String::from_utf8_lossy(&certificate);
-        Ok(CertificateAuthority::load(&self.trust_domain, &certificate, &key)?)
+        Ok(CertificateAuthority::load(
+            &self.trust_domain,
+            &certificate,
+            &key,
+        )?)
     }
 
     /// Reads a system value that must exist.
     pub async fn system(&self, key: &'static str) -> Result<Vec<u8>, OpenError> {
-        self.store.system_get(key).await?.ok_or(OpenError::Missing(key))
+        self.store
+            .system_get(key)
+            .await?
+            .ok_or(OpenError::Missing(key))
     }
 }

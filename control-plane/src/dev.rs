@@ -30,7 +30,9 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<Opened> {
     crate::fsutil::create_private_dir(dir.root())
         .with_context(|| format!("creating {}", dir.root().display()))?;
     let master = MasterKey::generate()?;
-    master.write_new(&key_path).with_context(|| format!("writing {}", key_path.display()))?;
+    master
+        .write_new(&key_path)
+        .with_context(|| format!("writing {}", key_path.display()))?;
     let options = InitOptions {
         data_dir: dir,
         trust_domain: DEV_TRUST_DOMAIN.into(),
@@ -50,8 +52,14 @@ pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()>
 
     println!("Palisade control plane, development mode (trust domain {DEV_TRUST_DOMAIN})");
     println!("  admin API     https://{address} (mTLS)");
-    println!("  credentials   {}/{{admin.pem,admin-key.pem,ca.pem}}", admin.display());
-    println!("  master key    {} (dev only: keep it apart in production)", root.join(MASTER_KEY_FILE).display());
+    println!(
+        "  credentials   {}/{{admin.pem,admin-key.pem,ca.pem}}",
+        admin.display()
+    );
+    println!(
+        "  master key    {} (dev only: keep it apart in production)",
+        root.join(MASTER_KEY_FILE).display()
+    );
     println!("  palisadectl   {}", ctl_config.display());
     println!();
     println!("Next, in another terminal in this directory:");

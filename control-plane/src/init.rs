@@ -27,7 +27,10 @@ pub enum InitError {
     #[error("admin name {0:?} is not a DNS-1123 label")]
     AdminName(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Barrier(#[from] BarrierError),
     #[error(transparent)]
@@ -56,19 +59,42 @@ pub async fn initialize(options: &InitOptions, master: &MasterKey) -> Result<Ope
 
     // The barrier and the store.
     let barrier = Barrier::create(dir.root(), master)?;
-    let store = Arc::new(SledStore::open(&dir.store(), AuditChain::new(barrier.audit_key()))?);
+    let store = Arc::new(SledStore::open(
+        &dir.store(),
+        AuditChain::new(barrier.audit_key()),
+    )?);
     let td = options.trust_domain.as_str();
-    store.system_put(keys::TRUST_DOMAIN, td.as_bytes().to_vec()).await?;
+    store
+        .system_put(keys::TRUST_DOMAIN, td.as_bytes().to_vec())
+        .await?;
 
     // The root CA and the server's certificate, sealed.
     let (ca, ca_key) = CertificateAuthority::create_root(td)?;
-    store.system_put(keys::CA_CERT, ca.certificate_pem().as_bytes().to_vec()).await?;
-    store.system_put(keys::CA_KEY, barrier.seal(keys::CA_KEY, ca_key.expose())?).await?;
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    store
+        .system_put(keys::CA_CERT, ca.certificate_pem().as_bytes().to_vec())
+        .await?;
+    store
+        .system_put(keys::CA_KEY, barrier.seal(keys::CA_KEY, ca_key.expose())?)
+        .await?;
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     names.extend(options.server_names.iter().cloned());
     let server = ca.issue_server(&names)?;
-    store.system_put(keys::SERVER_CERT, server.certificate_pem.as_bytes().to_vec()).await?;
-    store.system_put(keys::SERVER_KEY, barrier.seal(keys::SERVER_KEY, server.key_pem.expose())?).await?;
+    store
+        .system_put(
+            keys::SERVER_CERT,
+            server.certificate_pem.as_bytes().to_vec(),
+        )
+        .await?;
+    store
+        .system_put(
+            keys::SERVER_KEY,
+            barrier.seal(keys::SERVER_KEY, server.key_pem.expose())?,
+        )
+        .await?;
     let bundle = dir.bundle();
     fsutil::write_public(&bundle, ca.certificate_pem().as_bytes()).map_err(|e| io(&bundle, e))?;
 
@@ -77,7 +103,11 @@ pub async fn initialize(options: &InitOptions, master: &MasterKey) -> Result<Ope
     bind_bootstrap_admin(&*store, td, &options.admin_name).await?;
     store.flush().await?;
     tracing::info!(trust_domain = td, data_dir = %dir.root().display(), "initialized");
-    Ok(Opened { barrier, store, trust_domain: td.to_owned() })
+    Ok(Opened {
+        barrier,
+        store,
+        trust_domain: td.to_owned(),
+    })
 }
 
 /// Issues another admin certificate from an initialized, stopped data
@@ -95,21 +125,28 @@ pub async fn issue_admin(
     let ca = opened.certificate_authority().await?;
 
     write_admin_credentials(out, &ca, name)?;
-    let record = AuditRecord::now(INIT_ACTOR, "issue admin certificate", Outcome::Ok)
-        .with_targets(vec![format!("spiffe://{}/admin/{name}", opened.trust_domain)]);
+    let record =
+        AuditRecord::now(INIT_ACTOR, "issue admin certificate", Outcome::Ok).with_targets(vec![
+            format!("spiffe://{}/admin/{name}", opened.trust_domain),
+        ]);
     opened.store.audit(record).await?;
     Ok(format!("spiffe://{}/admin/{name}", opened.trust_domain))
 }
 
 fn check_options(options: &InitOptions) -> Result<(), InitError> {
     if options.data_dir.is_initialized() {
-        return Err(InitError::AlreadyInitialized(options.data_dir.root().to_owned()));
+        return Err(InitError::AlreadyInitialized(
+            options.data_dir.root().to_owned(),
+        ));
     }
     let td = &options.trust_domain;
     palisade_model::validate_spiffe_id(&format!("spiffe://{td}/x"))
         .map_err(|e| InitError::TrustDomain(td.clone(), e))?;
     if td.is_empty() || td.contains('/') {
-        return Err(InitError::TrustDomain(td.clone(), "must be a bare name".into()));
+        return Err(InitError::TrustDomain(
+            td.clone(),
+            "must be a bare name".into(),
+        ));
     }
     if !palisade_model::is_dns1123_label(&options.admin_name) {
         return Err(InitError::AdminName(options.admin_name.clone()));
@@ -124,7 +161,10 @@ fn write_admin_credentials(
     name: &str,
 ) -> Result<(), InitError> {
     fsutil::create_private_dir(dir).map_err(|e| io(dir, e))?;
-    let Issued { certificate_pem, key_pem } = ca.issue_admin(name)?;
+    let Issued {
+        certificate_pem,
+        key_pem,
+    } = ca.issue_admin(name)?;
 
     let write = |file: &str, bytes: &[u8], private: bool| {
         let path = dir.join(file);
@@ -151,7 +191,10 @@ async fn bind_bootstrap_admin(store: &dyn Store, td: &str, admin: &str) -> Resul
 
     let audit = AuditRecord::now(INIT_ACTOR, "apply", Outcome::Ok).with_targets(vec![key.clone()]);
     let request = WriteRequest {
-        mutations: vec![Mutation::Put { key: key.clone(), document: documents[0].to_json() }],
+        mutations: vec![Mutation::Put {
+            key: key.clone(),
+            document: documents[0].to_json(),
+        }],
         preconditions: vec![Precondition::Absent { key }],
         audit,
     };
@@ -160,5 +203,8 @@ async fn bind_bootstrap_admin(store: &dyn Store, td: &str, admin: &str) -> Resul
 }
 
 fn io(path: &Path, source: std::io::Error) -> InitError {
-    InitError::Io { path: path.to_owned(), source }
+    InitError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }

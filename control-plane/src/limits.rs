@@ -29,7 +29,10 @@ impl<S> tower::Layer<S> for RequestLimitLayer {
     type Service = RequestLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestLimit { inner, max: self.max }
+        RequestLimit {
+            inner,
+            max: self.max,
+        }
     }
 }
 
@@ -54,8 +57,13 @@ where
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let max = self.max;
-        let request =
-            request.map(|body| tonic::body::Body::new(LimitedBody { inner: body, seen: 0, max }));
+        let request = request.map(|body| {
+            tonic::body::Body::new(LimitedBody {
+                inner: body,
+                seen: 0,
+                max,
+            })
+        });
         self.inner.call(request)
     }
 }

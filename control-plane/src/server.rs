@@ -37,8 +37,9 @@ pub struct Listening {
 /// Binds the admin address and records it in `<data_dir>/admin.addr`, so
 /// that scripts and tests can find a server started on port 0.
 pub async fn bind(address: SocketAddr, data_dir: &Path) -> anyhow::Result<TcpListener> {
-    let listener =
-        TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))?;
     let bound = listener.local_addr()?;
     crate::fsutil::write_public(&data_dir.join("admin.addr"), bound.to_string().as_bytes())
         .context("recording the bound address")?;
@@ -65,9 +66,13 @@ pub async fn run(
         .register_encoded_file_descriptor_set(palisade_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let admin = AdminServer::new(AdminService::new(store.clone(), listening.peers, draining.clone()))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let admin = AdminServer::new(AdminService::new(
+        store.clone(),
+        listening.peers,
+        draining.clone(),
+    ))
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(MAX_RESPONSE_BYTES);
 
     // The router, with every request body counted against the limit.
     let router = Server::builder()

@@ -146,8 +146,7 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeBatch>>;
 
     /// Reads up to `limit` audit entries with sequences above `after`.
-    async fn audit_entries(&self, after: u64, limit: usize)
-    -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Walks the whole audit chain.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;

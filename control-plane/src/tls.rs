@@ -12,7 +12,9 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::barrier::SecretBytes;
 
@@ -59,7 +61,10 @@ impl PeerVerifier {
         let id = spiffe_id(leaf).map_err(PeerError::NoSpiffeId)?;
         let expected = format!("spiffe://{}/", self.trust_domain);
         if !id.starts_with(&expected) {
-            return Err(PeerError::NoSpiffeId(format!("{id} is outside {}", self.trust_domain)));
+            return Err(PeerError::NoSpiffeId(format!(
+                "{id} is outside {}",
+                self.trust_domain
+            )));
         }
         Ok(id)
     }
@@ -104,14 +109,19 @@ pub fn server_config(
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
 
-    let deferred = Arc::new(DeferredClientVerifier { inner: webpki.clone() });
+    let deferred = Arc::new(DeferredClientVerifier {
+        inner: webpki.clone(),
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(deferred)
         .with_single_cert(certificates(certificate_pem)?, private_key(key_pem)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
 
-    let verifier = PeerVerifier { webpki, trust_domain: trust_domain.to_owned() };
+    let verifier = PeerVerifier {
+        webpki,
+        trust_domain: trust_domain.to_owned(),
+    };
     Ok((config, verifier))
 }
 
@@ -127,9 +137,13 @@ fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| TlsError::Pem { what: "certificate" })?;
+        .map_err(|_| TlsError::Pem {
+            what: "certificate",
+        })?;
     if certificates.is_empty() {
-        return Err(TlsError::Pem { what: "certificate" });
+        return Err(TlsError::Pem {
+            what: "certificate",
+        });
     }
     Ok(certificates)
 }

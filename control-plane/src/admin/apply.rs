@@ -46,7 +46,11 @@ impl AdminService {
         caller: &Caller,
         request: pb::ApplyRequest,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        let action = if request.dry_run { "apply --dry-run" } else { "apply" };
+        let action = if request.dry_run {
+            "apply --dry-run"
+        } else {
+            "apply"
+        };
         let documents = match parse(&request) {
             Ok(documents) => documents,
             Err(error) => return self.finish(caller, action, Vec::new(), Err(error)).await,
@@ -59,7 +63,9 @@ impl AdminService {
             self.authorize(caller, action, permission, &targets).await?;
         }
 
-        let result = self.apply_planned(caller, &documents, request.dry_run).await;
+        let result = self
+            .apply_planned(caller, &documents, request.dry_run)
+            .await;
         self.finish(caller, action, targets, result).await
     }
 
@@ -90,19 +96,26 @@ impl AdminService {
                 Err(error) => return Err(error),
             }
         }
-        Err(AdminError::Conflict("the resources kept changing while applying; try again".into()))
+        Err(AdminError::Conflict(
+            "the resources kept changing while applying; try again".into(),
+        ))
     }
 
     async fn plan(&self, documents: &[Document]) -> Result<Plan, AdminError> {
         let in_batch: HashSet<String> = documents.iter().map(|d| d.key().store_key()).collect();
-        let mut plan = Plan { steps: Vec::new(), preconditions: Vec::new() };
+        let mut plan = Plan {
+            steps: Vec::new(),
+            preconditions: Vec::new(),
+        };
 
         for (index, document) in documents.iter().enumerate() {
             let key = document.key();
             let current = self.state.store.get(&key.store_key()).await?;
             check_revision(index, document, current.as_ref())?;
-            self.check_references(index, document, &in_batch, &mut plan.preconditions).await?;
-            plan.steps.push(step(document, current.as_ref(), &mut plan.preconditions)?);
+            self.check_references(index, document, &in_batch, &mut plan.preconditions)
+                .await?;
+            plan.steps
+                .push(step(document, current.as_ref(), &mut plan.preconditions)?);
         }
         Ok(plan)
     }
@@ -133,23 +146,33 @@ impl AdminService {
     }
 
     async fn commit(&self, caller: &Caller, plan: &Plan) -> Result<u64, AdminError> {
-        let changed: Vec<&Step> =
-            plan.steps.iter().filter(|s| s.action != pb::ChangeAction::Unchanged).collect();
+        let changed: Vec<&Step> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action != pb::ChangeAction::Unchanged)
+            .collect();
         let targets: Vec<String> = changed.iter().map(|s| s.key.store_key()).collect();
 
         if changed.is_empty() {
-            let record = AuditRecord::now(&caller.identity, "apply", Outcome::Ok)
-                .with_detail("no changes");
+            let record =
+                AuditRecord::now(&caller.identity, "apply", Outcome::Ok).with_detail("no changes");
             self.state.store.audit(record).await?;
             return Ok(self.state.store.revision());
         }
 
         let mutations = changed
             .iter()
-            .map(|s| Mutation::Put { key: s.key.store_key(), document: s.document.clone() })
+            .map(|s| Mutation::Put {
+                key: s.key.store_key(),
+                document: s.document.clone(),
+            })
             .collect();
         let audit = AuditRecord::now(&caller.identity, "apply", Outcome::Ok).with_targets(targets);
-        let request = WriteRequest { mutations, preconditions: plan.preconditions.clone(), audit };
+        let request = WriteRequest {
+            mutations,
+            preconditions: plan.preconditions.clone(),
+            audit,
+        };
 
         let revision = self.state.store.write(request).await?;
         tracing::info!(actor = %caller.identity, revision, changed = changed.len(), "applied");
@@ -165,14 +188,22 @@ fn parse(request: &pb::ApplyRequest) -> Result<Vec<Document>, AdminError> {
         )));
     }
 
-    let source = if request.source.is_empty() { "request" } else { &request.source };
+    let source = if request.source.is_empty() {
+        "request"
+    } else {
+        &request.source
+    };
     let documents = palisade_model::parse_and_validate(&request.content).map_err(|errors| {
         let count = errors.0.len();
         let noun = if count == 1 { "error" } else { "errors" };
-        AdminError::Invalid(format!("{source}: {count} {noun}, nothing applied\n{errors}"))
+        AdminError::Invalid(format!(
+            "{source}: {count} {noun}, nothing applied\n{errors}"
+        ))
     })?;
     if documents.is_empty() {
-        return Err(AdminError::Invalid(format!("{source}: no documents to apply")));
+        return Err(AdminError::Invalid(format!(
+            "{source}: no documents to apply"
+        )));
     }
 
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -225,7 +256,9 @@ fn step(
 
     let (action, old_yaml) = match current {
         None => {
-            preconditions.push(Precondition::Absent { key: key.store_key() });
+            preconditions.push(Precondition::Absent {
+                key: key.store_key(),
+            });
             (pb::ChangeAction::Created, String::new())
         }
         Some(current) => {
@@ -239,8 +272,11 @@ fn step(
                     revision: current.revision,
                 });
             }
-            let action =
-                if unchanged { pb::ChangeAction::Unchanged } else { pb::ChangeAction::Updated };
+            let action = if unchanged {
+                pb::ChangeAction::Unchanged
+            } else {
+                pb::ChangeAction::Updated
+            };
             (action, old.to_yaml())
         }
     };
@@ -250,7 +286,12 @@ fn step(
         pb::ChangeAction::Unchanged => String::new(),
         _ => unified_diff(&key.store_key(), &old_yaml, &new_yaml),
     };
-    Ok(Step { key, action, diff, document: stored.to_json() })
+    Ok(Step {
+        key,
+        action,
+        diff,
+        document: stored.to_json(),
+    })
 }
 
 fn reference_field(from: Kind, to: Kind) -> &'static str {
@@ -276,5 +317,9 @@ fn response(revision: u64, plan: Plan, dry_run: bool) -> pb::ApplyResponse {
             diff: step.diff,
         })
         .collect();
-    pb::ApplyResponse { revision, changes, dry_run }
+    pb::ApplyResponse {
+        revision,
+        changes,
+        dry_run,
+    }
 }

@@ -16,7 +16,8 @@ impl AdminService {
         caller: &Caller,
         request: pb::ListAuditRequest,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
-        self.authorize(caller, "audit list", Permission::audit(), &[]).await?;
+        self.authorize(caller, "audit list", Permission::audit(), &[])
+            .await?;
 
         let result = self.read_audit(&request).await;
         self.finish(caller, "audit list", Vec::new(), result).await
@@ -51,9 +52,15 @@ impl AdminService {
         &self,
         caller: &Caller,
     ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
-        self.authorize(caller, "audit verify", Permission::audit(), &[]).await?;
+        self.authorize(caller, "audit verify", Permission::audit(), &[])
+            .await?;
 
-        let result = self.state.store.verify_audit().await.map_err(AdminError::from);
+        let result = self
+            .state
+            .store
+            .verify_audit()
+            .await
+            .map_err(AdminError::from);
         let result = result.map(|verification| {
             let (first_bad_sequence, problem) = verification.broken.unwrap_or_default();
             pb::VerifyAuditResponse {
@@ -63,7 +70,8 @@ impl AdminService {
                 problem,
             }
         });
-        self.finish(caller, "audit verify", Vec::new(), result).await
+        self.finish(caller, "audit verify", Vec::new(), result)
+            .await
     }
 }
 

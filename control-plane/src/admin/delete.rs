@@ -26,7 +26,8 @@ impl AdminService {
         };
         let targets = vec![key.store_key()];
         let permission = Permission::on(Verb::Delete, key.kind, &key.namespace);
-        self.authorize(caller, "delete", permission, &targets).await?;
+        self.authorize(caller, "delete", permission, &targets)
+            .await?;
 
         let result = self.delete_checked(caller, &key, &request).await;
         self.finish(caller, "delete", targets, result).await
@@ -53,33 +54,59 @@ impl AdminService {
         let referrers = self.referrers(key).await?;
         if !referrers.is_empty() {
             let names: Vec<String> = referrers.iter().map(ToString::to_string).collect();
-            return Err(AdminError::InUse(format!("{key} is used by {}", names.join(", "))));
+            return Err(AdminError::InUse(format!(
+                "{key} is used by {}",
+                names.join(", ")
+            )));
         }
 
         let change = deleted_change(key, &current)?;
         if request.dry_run {
-            return Ok(pb::DeleteResponse { revision: store.revision(), change: Some(change) });
+            return Ok(pb::DeleteResponse {
+                revision: store.revision(),
+                change: Some(change),
+            });
         }
 
-        let mut preconditions =
-            vec![Precondition::AtRevision { key: key.store_key(), revision: current.revision }];
+        let mut preconditions = vec![Precondition::AtRevision {
+            key: key.store_key(),
+            revision: current.revision,
+        }];
         for prefix in referrer_prefixes(key) {
-            preconditions.push(Precondition::UnchangedSince { prefix, revision: read_at });
+            preconditions.push(Precondition::UnchangedSince {
+                prefix,
+                revision: read_at,
+            });
         }
         let audit = AuditRecord::now(&caller.identity, "delete", Outcome::Ok)
             .with_targets(vec![key.store_key()]);
-        let mutations = vec![Mutation::Delete { key: key.store_key() }];
-        let revision = store.write(WriteRequest { mutations, preconditions, audit }).await?;
+        let mutations = vec![Mutation::Delete {
+            key: key.store_key(),
+        }];
+        let revision = store
+            .write(WriteRequest {
+                mutations,
+                preconditions,
+                audit,
+            })
+            .await?;
 
         tracing::info!(actor = %caller.identity, revision, resource = %key, "deleted");
-        Ok(pb::DeleteResponse { revision, change: Some(change) })
+        Ok(pb::DeleteResponse {
+            revision,
+            change: Some(change),
+        })
     }
 
     /// Every stored resource that refers to `key`.
     async fn referrers(&self, key: &ResourceKey) -> Result<Vec<ResourceKey>, AdminError> {
         let mut found = Vec::new();
         for prefix in referrer_prefixes(key) {
-            let page = self.state.store.list(&prefix, None, MAX_REFERRERS_SCAN).await?;
+            let page = self
+                .state
+                .store
+                .list(&prefix, None, MAX_REFERRERS_SCAN)
+                .await?;
             for stored in &page.resources {
                 if document_of(stored)?.references().contains(key) {
                     found.push(key_of(stored)?);
@@ -93,12 +120,17 @@ impl AdminService {
 /// Where resources that may refer to `key` live.
 fn referrer_prefixes(key: &ResourceKey) -> Vec<String> {
     let namespaced = |kinds: &[Kind]| -> Vec<String> {
-        kinds.iter().map(|kind| format!("{kind}/{}/", key.namespace)).collect()
+        kinds
+            .iter()
+            .map(|kind| format!("{kind}/{}/", key.namespace))
+            .collect()
     };
     match key.kind {
-        Kind::Service => {
-            namespaced(&[Kind::Workload, Kind::AuthorizationPolicy, Kind::RequestAuthentication])
-        }
+        Kind::Service => namespaced(&[
+            Kind::Workload,
+            Kind::AuthorizationPolicy,
+            Kind::RequestAuthentication,
+        ]),
         Kind::JwtIssuer => namespaced(&[Kind::RequestAuthentication]),
         Kind::Node => vec![format!("{}/", Kind::Workload)],
         Kind::AdminRole => vec![format!("{}//", Kind::AdminBinding)],

@@ -5,7 +5,11 @@ use similar::TextDiff;
 /// A unified diff from `old` to `new`, labelled with `name`. An empty `old`
 /// means the resource is new.
 pub fn unified_diff(name: &str, old: &str, new: &str) -> String {
-    let old_label = if old.is_empty() { "/dev/null".to_owned() } else { format!("a/{name}") };
+    let old_label = if old.is_empty() {
+        "/dev/null".to_owned()
+    } else {
+        format!("a/{name}")
+    };
     TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
@@ -29,6 +33,9 @@ mod tests {
     fn new_resource_diffs_from_nothing() {
         let diff = unified_diff("Node//n1", "", "kind: Node\n");
 
-        assert!(diff.starts_with("--- /dev/null\n+++ b/Node//n1\n"), "{diff}");
+        assert!(
+            diff.starts_with("--- /dev/null\n+++ b/Node//n1\n"),
+            "{diff}"
+        );
     }
 }

@@ -11,7 +11,10 @@ pub enum AdminError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{identity} lacks permission {permission}")]
-    Denied { identity: String, permission: String },
+    Denied {
+        identity: String,
+        permission: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]

@@ -68,7 +68,8 @@ impl AdminService {
         kind: Kind,
         request: &pb::ListRequest,
     ) -> Result<pb::ListResponse, AdminError> {
-        let selector = LabelSelector::parse(&request.label_selector).map_err(AdminError::Invalid)?;
+        let selector =
+            LabelSelector::parse(&request.label_selector).map_err(AdminError::Invalid)?;
         let limit = match request.limit as usize {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
@@ -79,17 +80,29 @@ impl AdminService {
         };
         let start_after = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
         if start_after.is_some_and(|token| !token.starts_with(&prefix)) {
-            return Err(AdminError::Invalid("page_token: does not belong to this list".into()));
+            return Err(AdminError::Invalid(
+                "page_token: does not belong to this list".into(),
+            ));
         }
 
         let page = self.state.store.list(&prefix, start_after, limit).await?;
-        let mut response = pb::ListResponse { revision: page.revision, ..Default::default() };
+        let mut response = pb::ListResponse {
+            revision: page.revision,
+            ..Default::default()
+        };
         if page.more {
-            response.next_page_token = page.resources.last().map(|r| r.key.clone()).unwrap_or_default();
+            response.next_page_token = page
+                .resources
+                .last()
+                .map(|r| r.key.clone())
+                .unwrap_or_default();
         }
         for stored in &page.resources {
             let key = key_of(stored)?;
-            if !caller.grants.allows(&Permission::on(Verb::List, kind, &key.namespace)) {
+            if !caller
+                .grants
+                .allows(&Permission::on(Verb::List, kind, &key.namespace))
+            {
                 continue;
             }
             if !selector.is_empty() && !selector.matches(&document_of(stored)?.metadata.labels) {
@@ -103,7 +116,9 @@ impl AdminService {
     /// Reads the bindings and roles that apply to `identity`.
     pub(super) async fn grants(&self, identity: &str) -> Result<Grants, AdminError> {
         let store = &self.state.store;
-        let bindings = store.list("AdminBinding//", None, MAX_ADMIN_RESOURCES).await?;
+        let bindings = store
+            .list("AdminBinding//", None, MAX_ADMIN_RESOURCES)
+            .await?;
         let roles = store.list("AdminRole//", None, MAX_ADMIN_RESOURCES).await?;
 
         let mut binding_specs = Vec::new();

@@ -53,7 +53,10 @@ pub fn key_of(stored: &StoredResource) -> Result<ResourceKey, AdminError> {
 /// The stored document with its revisions filled in.
 pub fn document_of(stored: &StoredResource) -> Result<Document, AdminError> {
     let mut document = Document::from_json(&stored.document).map_err(|e| {
-        AdminError::Store(crate::store::StoreError::Damaged(format!("{}: {e}", stored.key)))
+        AdminError::Store(crate::store::StoreError::Damaged(format!(
+            "{}: {e}",
+            stored.key
+        )))
     })?;
     document.metadata.revision = Some(stored.revision);
     document.metadata.create_revision = Some(stored.create_revision);

@@ -37,17 +37,33 @@ impl AdminService {
             "" => None,
             kind => match parse_kind(kind) {
                 Ok(kind) => Some(kind),
-                Err(error) => return Err(self.finish::<()>(&caller, "watch", Vec::new(), Err(error)).await.unwrap_err()),
+                Err(error) => {
+                    return Err(self
+                        .finish::<()>(&caller, "watch", Vec::new(), Err(error))
+                        .await
+                        .unwrap_err());
+                }
             },
         };
-        let target = vec![format!("{}/{}", kind.map_or("*", |k| k.as_str()), request.namespace)];
+        let target = vec![format!(
+            "{}/{}",
+            kind.map_or("*", |k| k.as_str()),
+            request.namespace
+        )];
         let watchable = match kind {
             Some(kind) => caller.grants.allows_somewhere(Verb::Watch, kind),
-            None => Kind::ALL.iter().any(|k| caller.grants.allows_somewhere(Verb::Watch, *k)),
+            None => Kind::ALL
+                .iter()
+                .any(|k| caller.grants.allows_somewhere(Verb::Watch, *k)),
         };
         if !request.namespace.is_empty() || !watchable {
-            let permission = Permission::on(Verb::Watch, kind.unwrap_or(Kind::Service), &request.namespace);
-            self.authorize(&caller, "watch", permission, &target).await?;
+            let permission = Permission::on(
+                Verb::Watch,
+                kind.unwrap_or(Kind::Service),
+                &request.namespace,
+            );
+            self.authorize(&caller, "watch", permission, &target)
+                .await?;
         }
 
         let store = self.state.store.clone();
@@ -56,7 +72,11 @@ impl AdminService {
             revision => revision,
         };
         let changes = watch::changes(store, after);
-        let filter = Filter { caller, kind, namespace: request.namespace };
+        let filter = Filter {
+            caller,
+            kind,
+            namespace: request.namespace,
+        };
 
         let (tx, rx) = mpsc::channel(BUFFER);
         tokio::spawn(forward(changes, filter, tx, self.state.shutdown.clone()));
@@ -81,7 +101,9 @@ async fn forward(
             Some(Ok(batch)) => batch,
             Some(Err(error)) => {
                 tracing::error!(%error, "watch stopped");
-                let _ = tx.send(Err(Status::unavailable("the store stopped; watch again"))).await;
+                let _ = tx
+                    .send(Err(Status::unavailable("the store stopped; watch again")))
+                    .await;
                 return;
             }
             None => return,

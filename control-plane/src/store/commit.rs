@@ -26,7 +26,10 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     pub fn new() -> Self {
-        Self { requested: Notify::new(), done: watch::Sender::new(Flushed::default()) }
+        Self {
+            requested: Notify::new(),
+            done: watch::Sender::new(Flushed::default()),
+        }
     }
 
     /// Waits until the write that took `ticket` is durable.

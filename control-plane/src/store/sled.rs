@@ -96,7 +96,10 @@ impl SledStore {
         });
 
         let flusher = tokio::spawn(flush_loop(inner.clone()));
-        Ok(Self { inner, _flusher: Arc::new(AbortOnDrop(flusher)) })
+        Ok(Self {
+            inner,
+            _flusher: Arc::new(AbortOnDrop(flusher)),
+        })
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -160,7 +163,9 @@ fn publish(inner: &Inner, batches: Vec<Arc<ChangeBatch>>) {
     use std::sync::atomic::Ordering;
 
     for batch in batches {
-        inner.durable_revision.store(batch.revision, Ordering::Release);
+        inner
+            .durable_revision
+            .store(batch.revision, Ordering::Release);
         let _ = inner.events.send(batch);
     }
 }
@@ -182,7 +187,9 @@ impl Inner {
         let events = self.events_for(&request.mutations, revision)?;
         let batch = ChangeBatch { revision, events };
         let sequence = state.audit_sequence + 1;
-        let entry = self.chain.link(sequence, revision, &state.audit_hash, request.audit);
+        let entry = self
+            .chain
+            .link(sequence, revision, &state.audit_hash, request.audit);
 
         self.apply(&batch, &entry)?;
 
@@ -201,7 +208,9 @@ impl Inner {
         let mut state = self.writer.lock().expect("writer lock");
 
         let sequence = state.audit_sequence + 1;
-        let entry = self.chain.link(sequence, state.revision, &state.audit_hash, record);
+        let entry = self
+            .chain
+            .link(sequence, state.revision, &state.audit_hash, record);
         let (key, value, head) = audit_rows(&entry);
         (&self.trees.audit, &self.trees.meta)
             .transaction(|(audit, meta)| {
@@ -218,7 +227,10 @@ impl Inner {
     }
 
     fn check(&self, precondition: &Precondition) -> Result<(), StoreError> {
-        let conflict = |key: &str, detail: String| StoreError::Conflict { key: key.into(), detail };
+        let conflict = |key: &str, detail: String| StoreError::Conflict {
+            key: key.into(),
+            detail,
+        };
         match precondition {
             Precondition::Absent { key } => match self.read(key)? {
                 None => Ok(()),
@@ -234,7 +246,10 @@ impl Inner {
                     key,
                     format!("is at revision {}, not {revision}", found.revision),
                 )),
-                None => Err(conflict(key, format!("no longer exists (expected revision {revision})"))),
+                None => Err(conflict(
+                    key,
+                    format!("no longer exists (expected revision {revision})"),
+                )),
             },
             Precondition::UnchangedSince { prefix, revision } => {
                 self.check_unchanged(prefix, *revision)
@@ -281,7 +296,10 @@ impl Inner {
                     ChangeEvent { action, resource }
                 }
                 Mutation::Delete { key } => match self.read(key)? {
-                    Some(resource) => ChangeEvent { action: ChangeAction::Deleted, resource },
+                    Some(resource) => ChangeEvent {
+                        action: ChangeAction::Deleted,
+                        resource,
+                    },
                     None => continue,
                 },
             };
@@ -291,7 +309,13 @@ impl Inner {
     }
 
     fn apply(&self, batch: &ChangeBatch, entry: &AuditEntry) -> Result<(), StoreError> {
-        let Trees { resources, changes, audit, meta, .. } = &self.trees;
+        let Trees {
+            resources,
+            changes,
+            audit,
+            meta,
+            ..
+        } = &self.trees;
         let change_value = serde_json::to_vec(batch).map_err(encoding)?;
         let (audit_key, audit_value, head) = audit_rows(entry);
         let revision_key = batch.revision.to_be_bytes();
@@ -339,7 +363,9 @@ fn encode_resource(resource: &StoredResource) -> Vec<u8> {
 fn decode_resource(key: &[u8], value: &[u8]) -> Result<StoredResource, StoreError> {
     let key = String::from_utf8_lossy(key).into_owned();
     if value.len() < HEADER_LEN {
-        return Err(StoreError::Damaged(format!("resource {key} has a truncated header")));
+        return Err(StoreError::Damaged(format!(
+            "resource {key} has a truncated header"
+        )));
     }
     let (header, document) = value.split_at(HEADER_LEN);
     let document = std::str::from_utf8(document)
@@ -375,13 +401,17 @@ fn transaction_error(error: TransactionError<()>) -> StoreError {
 #[async_trait]
 impl Store for SledStore {
     async fn write(&self, request: WriteRequest) -> Result<Revision, StoreError> {
-        let (ticket, revision) = self.blocking(move |inner| inner.commit_write(request)).await?;
+        let (ticket, revision) = self
+            .blocking(move |inner| inner.commit_write(request))
+            .await?;
         self.inner.commit.wait(ticket).await?;
         Ok(revision)
     }
 
     async fn audit(&self, record: AuditRecord) -> Result<u64, StoreError> {
-        let (ticket, sequence) = self.blocking(move |inner| inner.commit_audit(record)).await?;
+        let (ticket, sequence) = self
+            .blocking(move |inner| inner.commit_audit(record))
+            .await?;
         self.inner.commit.wait(ticket).await?;
         Ok(sequence)
     }
@@ -401,9 +431,16 @@ impl Store for SledStore {
             Some(after) => std::ops::Bound::Excluded(after.as_bytes().to_vec()),
             None => std::ops::Bound::Included(prefix.as_bytes().to_vec()),
         };
-        let rows = self.inner.trees.resources.range((start, std::ops::Bound::Unbounded));
+        let rows = self
+            .inner
+            .trees
+            .resources
+            .range((start, std::ops::Bound::Unbounded));
 
-        let mut page = ResourcePage { revision, ..ResourcePage::default() };
+        let mut page = ResourcePage {
+            revision,
+            ..ResourcePage::default()
+        };
         for row in rows {
             let (key, value) = row.map_err(backend)?;
             if !key.starts_with(prefix.as_bytes()) {
@@ -419,7 +456,9 @@ impl Store for SledStore {
     }
 
     fn revision(&self) -> Revision {
-        self.inner.durable_revision.load(std::sync::atomic::Ordering::Acquire)
+        self.inner
+            .durable_revision
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     async fn changes_after(
@@ -446,11 +485,7 @@ impl Store for SledStore {
         self.inner.events.subscribe()
     }
 
-    async fn audit_entries(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
         let mut entries = Vec::new();
         for row in self.inner.trees.audit.range(start..).take(limit) {
@@ -484,7 +519,11 @@ impl Store for SledStore {
     }
 
     async fn system_put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.inner.trees.system.insert(key, value).map_err(backend)?;
+        self.inner
+            .trees
+            .system
+            .insert(key, value)
+            .map_err(backend)?;
         self.flush().await
     }
 
@@ -496,7 +535,9 @@ impl Store for SledStore {
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore").field("revision", &self.revision()).finish()
+        f.debug_struct("SledStore")
+            .field("revision", &self.revision())
+            .finish()
     }
 }
 

@@ -26,7 +26,11 @@ pub(super) fn check(trees: &Trees) -> Result<Head, StoreError> {
     let (audit_sequence, audit_hash) = check_audit_head(trees)?;
     check_resources(&trees.resources, revision)?;
 
-    Ok(Head { revision, audit_sequence, audit_hash })
+    Ok(Head {
+        revision,
+        audit_sequence,
+        audit_hash,
+    })
 }
 
 fn check_format(trees: &Trees) -> Result<(), StoreError> {
@@ -37,7 +41,10 @@ fn check_format(trees: &Trees) -> Result<(), StoreError> {
             String::from_utf8_lossy(&format)
         ))),
         None if trees.resources.is_empty() && trees.changes.is_empty() => {
-            trees.meta.insert(META_FORMAT, FORMAT).map_err(super::backend)?;
+            trees
+                .meta
+                .insert(META_FORMAT, FORMAT)
+                .map_err(super::backend)?;
             trees.db.flush().map_err(super::backend)?;
             Ok(())
         }
