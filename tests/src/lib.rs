@@ -23,8 +23,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary(name: &str) -> PathBuf {
     static CONTROL_PLANE: OnceLock<()> = OnceLock::new();
     static CTL: OnceLock<()> = OnceLock::new();
+    static AGENT: OnceLock<()> = OnceLock::new();
     let (built, package) = match name {
         "palisadectl" => (&CTL, "palisadectl"),
+        "palisade-agent" => (&AGENT, "palisade-agent"),
         _ => (&CONTROL_PLANE, "palisade-control-plane"),
     };
     built.get_or_init(|| build(package));

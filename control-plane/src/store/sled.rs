@@ -7,7 +7,7 @@
 //! touches memory only, then share flushes through [`GroupCommit`].
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use ::sled::transaction::{ConflictableTransactionError, TransactionError};
 use ::sled::{Db, Transactional, Tree};
@@ -23,6 +23,8 @@ use super::{
 use crate::audit::{AuditChain, AuditEntry, AuditRecord, GENESIS_HASH, Verification};
 
 mod integrity;
+#[cfg(test)]
+mod tests;
 
 const FORMAT: &[u8] = b"palisade-store-v1";
 const META_FORMAT: &str = "format";
@@ -51,7 +53,7 @@ struct Inner {
     trees: Trees,
     chain: AuditChain,
     writer: Mutex<WriterState>,
-    commit: GroupCommit,
+    commit: Arc<GroupCommit>,
     events: broadcast::Sender<Arc<ChangeBatch>>,
     durable_revision: std::sync::atomic::AtomicU64,
 }
@@ -91,11 +93,11 @@ impl SledStore {
             durable_revision: head.revision.into(),
             trees,
             chain,
-            commit: GroupCommit::new(),
+            commit: Arc::new(GroupCommit::new()),
             events: broadcast::channel(CHANGE_CHANNEL).0,
         });
 
-        let flusher = tokio::spawn(flush_loop(inner.clone()));
+        let flusher = tokio::spawn(flush_loop(Arc::downgrade(&inner), inner.commit.clone()));
         Ok(Self {
             inner,
             _flusher: Arc::new(AbortOnDrop(flusher)),
@@ -138,10 +140,14 @@ fn open_trees(path: &Path) -> Result<Trees, StoreError> {
 }
 
 /// Runs for the store's lifetime: flushes whenever writers wait, then
-/// publishes what became durable.
-async fn flush_loop(inner: Arc<Inner>) {
+/// publishes what became durable. It holds the store only while flushing, so
+/// dropping the last handle closes the database at once.
+async fn flush_loop(inner: Weak<Inner>, commit: Arc<GroupCommit>) {
     loop {
-        inner.commit.requested().await;
+        commit.requested().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
 
         let (ticket, batches) = {
             let mut state = inner.writer.lock().expect("writer lock");
