@@ -68,23 +68,12 @@ impl CertificateAuthority {
     /// private key as PEM, for sealing.
     pub fn create_root(trust_domain: &str) -> Result<(Self, SecretBytes), CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let now = OffsetDateTime::now_utc();
+        let san = SanType::URI(format!("spiffe://{trust_domain}").try_into()?);
+        let not_after = OffsetDateTime::now_utc() + ROOT_LIFETIME;
 
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Palisade");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("Palisade root CA {trust_domain}"),
-        );
-        params.subject_alt_names =
-            vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+        let mut params = base_params(&format!("Palisade root CA {trust_domain}"), san, not_after)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = now - BACKDATE;
-        params.not_after = now + ROOT_LIFETIME;
-        params.serial_number = Some(random_serial()?);
 
         let certificate = params.self_signed(&key)?;
         let key_pem = SecretBytes::new(key.serialize_pem().into_bytes());
@@ -156,15 +145,9 @@ impl CertificateAuthority {
         lifetime: Duration,
     ) -> Result<Issued, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let now = OffsetDateTime::now_utc();
+        let not_after = (OffsetDateTime::now_utc() + lifetime).min(self.not_after);
 
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Palisade");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        let mut params = base_params(common_name, sans[0].clone(), not_after)?;
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -173,9 +156,6 @@ impl CertificateAuthority {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        params.not_before = now - BACKDATE;
-        params.not_after = (now + lifetime).min(self.not_after);
-        params.serial_number = Some(random_serial()?);
 
         let certificate = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
@@ -183,6 +163,27 @@ impl CertificateAuthority {
             key_pem: SecretBytes::new(key.serialize_pem().into_bytes()),
         })
     }
+}
+
+/// Parameters every Palisade certificate shares: the subject, one SAN, a
+/// random serial, and a validity that starts a little in the past.
+fn base_params(
+    common_name: &str,
+    san: SanType,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Palisade");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.subject_alt_names = vec![san];
+    params.not_before = OffsetDateTime::now_utc() - BACKDATE;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
 }
 
 fn not_after(certificate_pem: &str) -> Result<OffsetDateTime, CaError> {

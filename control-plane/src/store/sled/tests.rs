@@ -6,9 +6,7 @@ use aws_lc_rs::hmac;
 
 use super::SledStore;
 use crate::audit::{AuditChain, AuditRecord, Outcome};
-use crate::store::{
-    ChangeAction, Mutation, Precondition, Store, StoreError, WriteRequest, watch,
-};
+use crate::store::{ChangeAction, Mutation, Precondition, Store, StoreError, WriteRequest, watch};
 
 fn chain() -> AuditChain {
     AuditChain::new(hmac::Key::new(hmac::HMAC_SHA256, b"store test key"))
@@ -20,7 +18,10 @@ fn open(dir: &tempfile::TempDir) -> SledStore {
 
 fn put(key: &str, preconditions: Vec<Precondition>) -> WriteRequest {
     WriteRequest {
-        mutations: vec![Mutation::Put { key: key.into(), document: format!(r#"{{"k":"{key}"}}"#) }],
+        mutations: vec![Mutation::Put {
+            key: key.into(),
+            document: format!(r#"{{"k":"{key}"}}"#),
+        }],
         preconditions,
         audit: AuditRecord::now("spiffe://td/admin/test", "apply", Outcome::Ok),
     }
@@ -46,13 +47,21 @@ async fn failed_precondition_changes_nothing() {
     let store = open(&dir);
     store.write(put("Node//a", vec![])).await.unwrap();
 
-    let absent = Precondition::Absent { key: "Node//a".into() };
-    let stale = Precondition::AtRevision { key: "Node//a".into(), revision: 7 };
+    let absent = Precondition::Absent {
+        key: "Node//a".into(),
+    };
+    let stale = Precondition::AtRevision {
+        key: "Node//a".into(),
+        revision: 7,
+    };
     let first = store.write(put("Node//b", vec![absent])).await.unwrap_err();
     let second = store.write(put("Node//b", vec![stale])).await.unwrap_err();
 
     assert!(matches!(first, StoreError::Conflict { .. }), "{first}");
-    assert!(second.to_string().contains("is at revision 1, not 7"), "{second}");
+    assert!(
+        second.to_string().contains("is at revision 1, not 7"),
+        "{second}"
+    );
     assert!(store.get("Node//b").await.unwrap().is_none());
     assert_eq!(store.revision(), 1);
     assert_eq!(store.audit_entries(0, 10).await.unwrap().len(), 1);
@@ -65,8 +74,14 @@ async fn new_resource_under_a_prefix_fails_unchanged_since() {
     let read_at = store.revision();
     store.write(put("Workload/shop/w1", vec![])).await.unwrap();
 
-    let guard = Precondition::UnchangedSince { prefix: "Workload/shop/".into(), revision: read_at };
-    let error = store.write(put("Service/shop/web", vec![guard])).await.unwrap_err();
+    let guard = Precondition::UnchangedSince {
+        prefix: "Workload/shop/".into(),
+        revision: read_at,
+    };
+    let error = store
+        .write(put("Service/shop/web", vec![guard]))
+        .await
+        .unwrap_err();
 
     assert!(error.to_string().contains("Workload/shop/w1"), "{error}");
 }
@@ -90,7 +105,10 @@ async fn concurrent_writers_all_commit_with_distinct_revisions() {
     revisions.sort();
     assert_eq!(revisions, (1..=64).collect::<Vec<u64>>());
     let log = store.changes_after(0, 1000).await.unwrap();
-    assert_eq!(log.iter().map(|b| b.revision).collect::<Vec<_>>(), revisions);
+    assert_eq!(
+        log.iter().map(|b| b.revision).collect::<Vec<_>>(),
+        revisions
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +119,10 @@ async fn lagging_follower_catches_up_from_the_log_in_order() {
 
     let writes = super::CHANGE_CHANNEL as u64 + 500;
     for i in 0..writes {
-        store.write(put(&format!("Node//n{}", i % 7), vec![])).await.unwrap();
+        store
+            .write(put(&format!("Node//n{}", i % 7), vec![]))
+            .await
+            .unwrap();
     }
 
     for expected in 1..=writes {
@@ -117,7 +138,9 @@ async fn deletion_is_logged_with_the_last_state() {
     store.write(put("Node//a", vec![])).await.unwrap();
 
     let delete = WriteRequest {
-        mutations: vec![Mutation::Delete { key: "Node//a".into() }],
+        mutations: vec![Mutation::Delete {
+            key: "Node//a".into(),
+        }],
         preconditions: vec![],
         audit: AuditRecord::now("spiffe://td/admin/test", "delete", Outcome::Ok),
     };
@@ -134,17 +157,34 @@ async fn reopened_store_keeps_resources_and_an_intact_audit_chain() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for i in 0..10 {
-        store.write(put(&format!("Node//n{i}"), vec![])).await.unwrap();
+        store
+            .write(put(&format!("Node//n{i}"), vec![]))
+            .await
+            .unwrap();
     }
-    store.audit(AuditRecord::now("x", "get", Outcome::Denied)).await.unwrap();
+    store
+        .audit(AuditRecord::now("x", "get", Outcome::Denied))
+        .await
+        .unwrap();
     drop(store);
 
     let store = open(&dir);
 
     assert_eq!(store.revision(), 10);
-    assert_eq!(store.list("Node//", None, 100).await.unwrap().resources.len(), 10);
+    assert_eq!(
+        store
+            .list("Node//", None, 100)
+            .await
+            .unwrap()
+            .resources
+            .len(),
+        10
+    );
     let verification = store.verify_audit().await.unwrap();
-    assert_eq!((verification.entries_checked, verification.broken), (11, None));
+    assert_eq!(
+        (verification.entries_checked, verification.broken),
+        (11, None)
+    );
 }
 
 #[tokio::test]
@@ -155,13 +195,19 @@ async fn store_whose_revision_disagrees_with_its_log_is_refused() {
     drop(store);
 
     let db = ::sled::open(dir.path().join("store")).unwrap();
-    db.open_tree("meta").unwrap().insert("revision", &9u64.to_be_bytes()).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("revision", &9u64.to_be_bytes())
+        .unwrap();
     db.flush().unwrap();
     drop(db);
 
     let error = SledStore::open(&dir.path().join("store"), chain()).unwrap_err();
     assert!(matches!(error, StoreError::Damaged(_)), "{error}");
-    assert!(error.to_string().contains("change log ends at 1"), "{error}");
+    assert!(
+        error.to_string().contains("change log ends at 1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
