@@ -81,7 +81,12 @@ pub enum Command {
 pub struct FileArgs {
     /// A file, a directory of *.yaml, *.yml and *.json files, or - for stdin.
     /// Repeatable.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        required = true
+    )]
     pub files: Vec<PathBuf>,
 
     /// Reads directories recursively.

@@ -15,17 +15,25 @@ use crate::cli::ConnectionArgs;
 
 /// Where the config file is looked for when none is given: relative to the
 /// working directory, then to the home directory.
-pub const SEARCH_PATHS: [&str; 2] =
-    ["./.palisade-dev/palisadectl.toml", "~/.config/palisade/palisadectl.toml"];
+pub const SEARCH_PATHS: [&str; 2] = [
+    "./.palisade-dev/palisadectl.toml",
+    "~/.config/palisade/palisadectl.toml",
+];
 
 /// Why the settings are unusable. These exit with code 64.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}", .path.display())]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("config file {} is not valid TOML", .path.display())]
-    Malformed { path: PathBuf, source: toml::de::Error },
+    Malformed {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
 
     #[error("no control plane server is configured")]
     NoServer,
@@ -34,27 +42,40 @@ pub enum ConfigError {
     BadScheme(String),
 
     #[error("server address {url:?} is not a valid URL")]
-    BadUrl { url: String, source: tonic::transport::Error },
+    BadUrl {
+        url: String,
+        source: tonic::transport::Error,
+    },
 
-    #[error("no {what} is configured for {server}")]
-    Missing { what: &'static str, server: String },
+    #[error("no CA certificate is configured for {0}")]
+    NoCa(String),
+
+    #[error("no client certificate and key are configured for {0}")]
+    NoIdentity(String),
 
     #[error("cannot read the {what} {}", .path.display())]
-    UnreadablePem { what: &'static str, path: PathBuf, source: std::io::Error },
+    UnreadablePem {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ConfigError {
     /// What to do about it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
         let hint = match self {
-            ConfigError::NoServer => "pass --server URL, set PALISADECTL_SERVER, or write \
-                                      `server = \"https://...\"` in a config file",
-            ConfigError::Missing { what: "CA certificate", .. } => {
+            ConfigError::NoServer => {
+                "pass --server URL, set PALISADECTL_SERVER, \
+                 or write `server = \"https://...\"` in a config file"
+            }
+            ConfigError::NoCa(_) => {
                 "pass --ca FILE, set PALISADECTL_CA, or set `ca` in the config file"
             }
-            ConfigError::Missing { .. } => "pass --cert FILE and --key FILE, set \
-                                            PALISADECTL_CERT and PALISADECTL_KEY, or set \
-                                            `cert` and `key` in the config file",
+            ConfigError::NoIdentity(_) => {
+                "pass --cert FILE and --key FILE, set PALISADECTL_CERT and PALISADECTL_KEY, \
+                 or set `cert` and `key` in the config file"
+            }
             _ => return None,
         };
         Some(hint.to_owned())
@@ -104,10 +125,17 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => ConfigFile::default(),
         };
-        let dir = path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+        let dir = path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
         let relative = |p: Option<PathBuf>| p.map(|p| dir.join(p));
 
-        let server = args.server.clone().or(file.server).ok_or(ConfigError::NoServer)?;
+        let server = args
+            .server
+            .clone()
+            .or(file.server)
+            .ok_or(ConfigError::NoServer)?;
         Ok(Settings {
             server,
             ca: args.ca.clone().or_else(|| relative(file.ca)),
@@ -137,13 +165,20 @@ fn search(candidates: &[PathBuf]) -> Option<PathBuf> {
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Unreadable { path: path.to_owned(), source })?;
-    let file: ConfigFile = toml::from_str(&text)
-        .map_err(|source| ConfigError::Malformed { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|source| ConfigError::Malformed {
+        path: path.to_owned(),
+        source,
+    })?;
 
     for key in file.unknown.keys() {
-        eprintln!("warning: config file {}: unknown key {key:?} ignored", path.display());
+        eprintln!(
+            "warning: config file {}: unknown key {key:?} ignored",
+            path.display()
+        );
     }
     Ok(file)
 }
@@ -157,7 +192,8 @@ mod tests {
     }
 
     fn temp_config(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("palisadectl-config-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("palisadectl-config-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("palisadectl.toml");
         std::fs::write(&path, text).unwrap();
@@ -239,7 +275,10 @@ mod tests {
     #[test]
     fn search_takes_the_first_existing_file() {
         let second = temp_config("search", "server = \"http://x\"\n");
-        let candidates = [PathBuf::from("/nonexistent/palisadectl.toml"), second.clone()];
+        let candidates = [
+            PathBuf::from("/nonexistent/palisadectl.toml"),
+            second.clone(),
+        ];
 
         assert_eq!(search(&candidates), Some(second));
         assert_eq!(search(&candidates[..1]), None);
