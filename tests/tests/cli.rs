@@ -1,0 +1,109 @@
+//! `palisadectl` against a real control plane: the admin's everyday loop of
+//! apply, diff, get, audit verify, and what a mistake looks like.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use palisade_tests::{ControlPlane, binary};
+
+const SHOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/shop.yaml");
+
+#[tokio::test]
+async fn admin_applies_reads_and_verifies_through_the_cli() {
+    let mut cp = ControlPlane::init("cli.test").unwrap();
+    cp.start().await.unwrap();
+    let config = write_config(&cp);
+
+    let applied = ctl(&config, &["apply", "-f", SHOP]);
+    let diff = ctl(&config, &["diff", "-f", SHOP]);
+    let listed = ctl(&config, &["get", "workloads", "-n", "shop", "-o", "json"]);
+    let verified = ctl(&config, &["audit", "verify"]);
+
+    assert_success(&applied);
+    assert!(
+        stdout(&applied).contains("Workload shop/orders-1 created"),
+        "{}",
+        stdout(&applied)
+    );
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "no changes expected: {}",
+        stdout(&diff)
+    );
+    let items: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let names: Vec<&str> = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["orders-1", "storefront-1"]);
+    assert_success(&verified);
+    assert!(
+        stdout(&verified).contains("intact"),
+        "{}",
+        stdout(&verified)
+    );
+}
+
+#[tokio::test]
+async fn invalid_file_gets_one_error_line_and_the_details() {
+    let mut cp = ControlPlane::init("cli.test").unwrap();
+    cp.start().await.unwrap();
+    let config = write_config(&cp);
+    let bad = cp.root.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 0}]}\n",
+    )
+    .unwrap();
+
+    let output = ctl(&config, &["apply", "-f", bad.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut lines = stderr.lines();
+    assert!(lines.next().unwrap().starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("spec.ports[0].port"), "{stderr}");
+    assert!(
+        !stderr.contains("Status {"),
+        "debug output leaked: {stderr}"
+    );
+}
+
+fn write_config(cp: &ControlPlane) -> std::path::PathBuf {
+    let credentials = cp.admin_credentials();
+    let path = cp.root.path().join("palisadectl.toml");
+    let text = format!(
+        "server = \"https://{}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        cp.address(),
+        credentials.ca,
+        credentials.cert.unwrap(),
+        credentials.key.unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn ctl(config: &Path, args: &[&str]) -> Output {
+    Command::new(binary("palisadectl"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PALISADECTL_SERVER")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
