@@ -42,12 +42,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
 
     let result = match (runtime, cli.command) {
-        (Ok(runtime), Command::Check { control_plane, ca, server_name }) => {
-            runtime.block_on(check(&control_plane, &ca, &server_name))
-        }
+        (
+            Ok(runtime),
+            Command::Check {
+                control_plane,
+                ca,
+                server_name,
+            },
+        ) => runtime.block_on(check(&control_plane, &ca, &server_name)),
         (Err(error), _) => Err(error.into()),
     };
     match result {
@@ -60,7 +67,8 @@ fn main() -> ExitCode {
 }
 
 async fn check(address: &str, ca: &PathBuf, server_name: &str) -> anyhow::Result<()> {
-    let bundle = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let bundle =
+        std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(bundle))
         .domain_name(server_name);
@@ -72,8 +80,14 @@ async fn check(address: &str, ca: &PathBuf, server_name: &str) -> anyhow::Result
         .connect()
         .await
         .with_context(|| format!("connecting to {address}"))?;
-    let request = HealthCheckRequest { service: "palisade.admin.v1.Admin".into() };
-    let status = HealthClient::new(channel).check(request).await?.into_inner().status;
+    let request = HealthCheckRequest {
+        service: "palisade.admin.v1.Admin".into(),
+    };
+    let status = HealthClient::new(channel)
+        .check(request)
+        .await?
+        .into_inner()
+        .status;
 
     if status != ServingStatus::Serving as i32 {
         bail!("control plane at {address} is not serving (status {status})");

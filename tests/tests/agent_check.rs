@@ -22,7 +22,11 @@ async fn agent_check_passes_with_the_bundle_and_fails_with_another() {
         .output()
         .unwrap();
 
-    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
     assert!(String::from_utf8_lossy(&trusted.stdout).contains("is serving"));
     assert!(!untrusted.status.success());
     assert!(String::from_utf8_lossy(&untrusted.stderr).starts_with("error: "));
