@@ -19,27 +19,20 @@ pub use palisade_proto::admin as pb;
 /// How long a control plane may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The path of a workspace binary, built once per test process.
+/// The path of a workspace binary. The first call in a test process builds
+/// every workspace binary in one cargo invocation, so that all tests share
+/// one build whatever order they run in.
 pub fn binary(name: &str) -> PathBuf {
-    static CONTROL_PLANE: OnceLock<()> = OnceLock::new();
-    static CTL: OnceLock<()> = OnceLock::new();
-    static AGENT: OnceLock<()> = OnceLock::new();
-    let (built, package) = match name {
-        "palisadectl" => (&CTL, "palisadectl"),
-        "palisade-agent" => (&AGENT, "palisade-agent"),
-        _ => (&CONTROL_PLANE, "palisade-control-plane"),
-    };
-    built.get_or_init(|| build(package));
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+    });
     target_dir().join(name)
-}
-
-fn build(package: &str) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", package])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building {package} failed");
 }
 
 fn target_dir() -> PathBuf {
