@@ -5,6 +5,7 @@ mod jwt;
 mod node;
 mod policy;
 mod service;
+mod text;
 mod workload;
 
 use serde::de::DeserializeOwned;

@@ -36,6 +36,8 @@ impl fmt::Display for DocumentError {
     }
 }
 
+impl std::error::Error for DocumentError {}
+
 /// Every problem found in an input, at most [`MAX_ERRORS`], one per line.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub struct DocumentErrors(pub Vec<DocumentError>);

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::text;
+
 /// Rules that allow, deny or audit calls to the services of a namespace.
 ///
 /// A request matches the policy when it matches any rule; a rule matches when
@@ -129,11 +131,20 @@ pub struct Operation {
 pub struct Condition {
     /// The attribute, e.g. `request.headers[x-tenant]` or `source.ip`.
     pub key: String,
-    /// Matches when the attribute equals any of these.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Matches when the attribute equals any of these. Numbers and booleans
+    /// are read as their text.
+    #[serde(
+        default,
+        deserialize_with = "text::scalars",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub values: Vec<String>,
     /// Matches when the attribute equals none of these.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "text::scalars",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub not_values: Vec<String>,
 }
 
@@ -183,6 +194,16 @@ mod tests {
             (PolicyAction::Deny, PolicyMode::Audit)
         );
         assert!(serde_json::from_str::<AuthorizationPolicySpec>(r#"{"action": "deny"}"#).is_err());
+    }
+
+    #[test]
+    fn condition_values_take_numbers_and_booleans_as_text() {
+        let json =
+            r#"{"key": "destination.port", "values": [8080, "9090", true], "notValues": [1.5]}"#;
+        let condition: Condition = serde_json::from_str(json).unwrap();
+        assert_eq!(condition.values, ["8080", "9090", "true"]);
+        assert_eq!(condition.not_values, ["1.5"]);
+        assert!(serde_json::from_str::<Condition>(r#"{"key": "k", "values": [[1]]}"#).is_err());
     }
 
     #[test]
