@@ -148,6 +148,9 @@ pub trait Store: Send + Sync + 'static {
     /// Reads up to `limit` audit entries with sequences above `after`.
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// The sequence of the newest audit entry, 0 if there is none.
+    async fn audit_head(&self) -> Result<u64, StoreError>;
+
     /// Walks the whole audit chain.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;
 

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,22 @@ impl ControlPlane {
         })
     }
 
+    /// Writes a `palisadectl` config file for the first admin and returns its
+    /// path.
+    pub fn ctl_config(&self) -> PathBuf {
+        let credentials = self.admin_credentials();
+        let path = self.root.path().join("palisadectl.toml");
+        let text = format!(
+            "server = \"https://{}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            self.address(),
+            credentials.ca,
+            credentials.cert.expect("admin certificate"),
+            credentials.key.expect("admin key")
+        );
+        std::fs::write(&path, text).expect("writing the palisadectl config");
+        path
+    }
+
     /// An admin API client for the first admin.
     pub async fn admin(&self) -> anyhow::Result<AdminClient<Channel>> {
         self.client(&self.admin_credentials()).await
@@ -281,6 +297,17 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `palisadectl` with a config file from [`ControlPlane::ctl_config`].
+pub fn palisadectl(config: &Path, args: &[&str]) -> Output {
+    Command::new(binary("palisadectl"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PALISADECTL_SERVER")
+        .output()
+        .expect("running palisadectl")
 }
 
 /// Applies YAML text as the client's identity.

@@ -1,10 +1,9 @@
 //! `palisadectl` against a real control plane: the admin's everyday loop of
 //! apply, diff, get, audit verify, and what a mistake looks like.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use palisade_tests::{ControlPlane, binary};
+use palisade_tests::{ControlPlane, palisadectl as ctl};
 
 const SHOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/shop.yaml");
 
@@ -12,7 +11,7 @@ const SHOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/shop
 async fn admin_applies_reads_and_verifies_through_the_cli() {
     let mut cp = ControlPlane::init("cli.test").unwrap();
     cp.start().await.unwrap();
-    let config = write_config(&cp);
+    let config = cp.ctl_config();
 
     let applied = ctl(&config, &["apply", "-f", SHOP]);
     let diff = ctl(&config, &["diff", "-f", SHOP]);
@@ -51,7 +50,7 @@ async fn admin_applies_reads_and_verifies_through_the_cli() {
 async fn invalid_file_gets_one_error_line_and_the_details() {
     let mut cp = ControlPlane::init("cli.test").unwrap();
     cp.start().await.unwrap();
-    let config = write_config(&cp);
+    let config = cp.ctl_config();
     let bad = cp.root.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -70,30 +69,6 @@ async fn invalid_file_gets_one_error_line_and_the_details() {
         !stderr.contains("Status {"),
         "debug output leaked: {stderr}"
     );
-}
-
-fn write_config(cp: &ControlPlane) -> std::path::PathBuf {
-    let credentials = cp.admin_credentials();
-    let path = cp.root.path().join("palisadectl.toml");
-    let text = format!(
-        "server = \"https://{}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
-        cp.address(),
-        credentials.ca,
-        credentials.cert.unwrap(),
-        credentials.key.unwrap()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn ctl(config: &Path, args: &[&str]) -> Output {
-    Command::new(binary("palisadectl"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("PALISADECTL_SERVER")
-        .output()
-        .unwrap()
 }
 
 fn stdout(output: &Output) -> String {

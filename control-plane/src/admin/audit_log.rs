@@ -31,14 +31,16 @@ impl AdminService {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let mut response = pb::ListAuditResponse::default();
+        let mut response = pb::ListAuditResponse {
+            head_sequence: self.state.store.audit_head().await?,
+            ..Default::default()
+        };
         let mut after = request.after_sequence;
 
         while response.entries.len() < limit {
             let entries = self.state.store.audit_entries(after, limit).await?;
             let Some(last) = entries.last() else { break };
             after = last.sequence;
-            response.head_sequence = after;
             let wanted = entries
                 .into_iter()
                 .filter(|e| request.actor.is_empty() || e.record.actor == request.actor);

@@ -503,6 +503,14 @@ impl Store for SledStore {
         Ok(entries)
     }
 
+    async fn audit_head(&self) -> Result<u64, StoreError> {
+        match self.inner.trees.audit.last().map_err(backend)? {
+            Some((key, _)) => decode_u64(&key)
+                .ok_or_else(|| StoreError::Damaged("an audit key is malformed".into())),
+            None => Ok(0),
+        }
+    }
+
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
         self.blocking(|inner| {
             let head = integrity::audit_head(&inner.trees.meta)?;
