@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["palisade/admin/v1/admin.proto"];
+const PROTOS: &[&str] = &[
+    "palisade/admin/v1/admin.proto",
+    "palisade/identity/v1/identity.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

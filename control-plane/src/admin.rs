@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::AuditRecord;
 use crate::authz::{Grants, Permission};
+use crate::identity::authority::Authority;
 use crate::store::Store;
 use crate::tls::PeerVerifier;
 
@@ -19,6 +20,7 @@ mod audit_log;
 mod delete;
 mod diff;
 mod error;
+mod keys;
 mod read;
 mod resource;
 mod selector;
@@ -43,6 +45,7 @@ pub struct AdminService {
 
 struct State {
     store: Arc<dyn Store>,
+    authority: Arc<Authority>,
     peers: PeerMode,
     shutdown: watch::Receiver<bool>,
 }
@@ -55,10 +58,16 @@ pub(crate) struct Caller {
 
 impl AdminService {
     /// `shutdown` turns true when the server drains; open watches then end.
-    pub fn new(store: Arc<dyn Store>, peers: PeerMode, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        authority: Arc<Authority>,
+        peers: PeerMode,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             state: Arc::new(State {
                 store,
+                authority,
                 peers,
                 shutdown,
             }),
@@ -222,5 +231,61 @@ impl Admin for AdminService {
             identity: caller.identity,
             roles: caller.grants.roles,
         }))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinToken>, Status> {
+        let caller = self.caller(&request, "node token create").await?;
+        self.create_join_token(&caller, request.into_inner()).await
+    }
+
+    async fn revoke_node(
+        &self,
+        request: Request<pb::RevokeNodeRequest>,
+    ) -> Result<Response<pb::RevokeNodeResponse>, Status> {
+        let caller = self.caller(&request, "node revoke").await?;
+        self.revoke_node(&caller, request.into_inner()).await
+    }
+
+    async fn key_status(
+        &self,
+        request: Request<pb::KeyStatusRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        let caller = self.caller(&request, "key status").await?;
+        self.key_status(&caller, request.into_inner()).await
+    }
+
+    async fn prepare_key(
+        &self,
+        request: Request<pb::PrepareKeyRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        let caller = self.caller(&request, "key prepare").await?;
+        let kind = request.get_ref().kind;
+        self.rotate(&caller, kind, keys::Step::Prepare).await
+    }
+
+    async fn activate_key(
+        &self,
+        request: Request<pb::ActivateKeyRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        let caller = self.caller(&request, "key activate").await?;
+        let request = request.into_inner();
+        let step = keys::Step::Activate { id: request.id };
+        self.rotate(&caller, request.kind, step).await
+    }
+
+    async fn retire_key(
+        &self,
+        request: Request<pb::RetireKeyRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        let caller = self.caller(&request, "key retire").await?;
+        let request = request.into_inner();
+        let step = keys::Step::Retire {
+            id: request.id,
+            force: request.force,
+        };
+        self.rotate(&caller, request.kind, step).await
     }
 }

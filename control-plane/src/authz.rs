@@ -19,6 +19,12 @@ pub enum Verb {
     Apply,
     Delete,
     Audit,
+    /// Create join tokens for Nodes.
+    Issue,
+    /// Revoke Nodes.
+    Revoke,
+    /// Prepare, activate and retire CAs and JWT signing keys.
+    Rotate,
 }
 
 impl Verb {
@@ -30,6 +36,9 @@ impl Verb {
             Verb::Apply => "apply",
             Verb::Delete => "delete",
             Verb::Audit => "audit",
+            Verb::Issue => "issue",
+            Verb::Revoke => "revoke",
+            Verb::Rotate => "rotate",
         }
     }
 }
@@ -54,8 +63,13 @@ impl Permission {
     }
 
     pub fn audit() -> Self {
+        Self::unscoped(Verb::Audit)
+    }
+
+    /// A permission about no kind: the audit log, the CAs and signing keys.
+    pub fn unscoped(verb: Verb) -> Self {
         Self {
-            verb: Verb::Audit,
+            verb,
             kind: None,
             namespace: String::new(),
         }
@@ -196,10 +210,13 @@ fn builtin(role: &str) -> Option<Vec<AdminRule>> {
         .collect();
     let rules = match role {
         "admin" => vec![rule(&["*"], &["*"])],
-        "editor" => vec![rule(
-            &["get", "list", "watch", "apply", "delete"],
-            &resource_kinds,
-        )],
+        "editor" => vec![
+            rule(
+                &["get", "list", "watch", "apply", "delete"],
+                &resource_kinds,
+            ),
+            rule(&["issue", "revoke"], &["Node"]),
+        ],
         "viewer" => vec![rule(&["get", "list", "watch"], &resource_kinds)],
         "auditor" => vec![
             rule(&["audit"], &[]),
@@ -251,6 +268,23 @@ mod tests {
 
         assert!(grants.allows(&Permission::on(Verb::Apply, Kind::Workload, "shop")));
         assert!(!grants.allows(&Permission::on(Verb::Apply, Kind::AdminBinding, "")));
+    }
+
+    #[test]
+    fn editor_registers_and_revokes_nodes_but_does_not_rotate_keys() {
+        let grants = grants(&[binding("editor", &[])]);
+
+        assert!(grants.allows(&Permission::on(Verb::Issue, Kind::Node, "")));
+        assert!(grants.allows(&Permission::on(Verb::Revoke, Kind::Node, "")));
+        assert!(!grants.allows(&Permission::unscoped(Verb::Rotate)));
+    }
+
+    #[test]
+    fn viewer_reads_key_status_but_cannot_revoke() {
+        let grants = grants(&[binding("viewer", &[])]);
+
+        assert!(grants.allows(&Permission::unscoped(Verb::Get)));
+        assert!(!grants.allows(&Permission::on(Verb::Revoke, Kind::Node, "")));
     }
 
     #[test]

@@ -2,20 +2,28 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::PeerMode;
-use crate::barrier::MasterKey;
-use crate::config::{ConfigError, FileConfig, LogConfig, LogFormat, Overrides, ServeConfig};
-use crate::data_dir::{DataDir, Opened, keys};
-use crate::init::{InitOptions, initialize, issue_admin};
-use crate::server::{Listening, bind, run};
+use crate::barrier::{MasterKey, SecretBytes};
+use crate::config::{
+    ConfigError, FileConfig, IdentityOverrides, LogConfig, LogFormat, Overrides, ServeConfig,
+};
+use crate::data_dir::{DataDir, Opened};
+use crate::identity::authorities::Upstream;
+use crate::init::{AdminCertificate, InitOptions, initialize, issue_admin};
+use crate::server::bind;
 
 /// Exit code for bad configuration or usage.
 const EXIT_CONFIG: u8 = 64;
+/// Where `dev` serves the JWKS.
+const DEV_JWKS_LISTEN: &str = "127.0.0.1:7444";
+/// Upstream CA files larger than this are refused.
+const MAX_UPSTREAM_FILE_BYTES: u64 = 1024 * 1024;
+/// The longest admin certificate lifetime: one year.
+const MAX_ADMIN_TTL_SECS: u64 = 366 * 24 * 3600;
 
 /// The Palisade control plane.
 #[derive(Debug, Parser)]
@@ -57,6 +65,16 @@ struct InitArgs {
     /// The first admin's name: its identity is spiffe://<td>/admin/<name>.
     #[arg(long, default_value = "admin")]
     admin_name: String,
+    /// Lifetime of the first admin's certificate, in seconds [default: 30 days].
+    #[arg(long)]
+    admin_ttl_secs: Option<u64>,
+    /// Run as an intermediate CA under this upstream CA certificate (PEM; its
+    /// chain up to the root may follow it in the file). Needs --upstream-key.
+    #[arg(long, requires = "upstream_key")]
+    upstream_ca: Option<PathBuf>,
+    /// The upstream CA's private key (PEM), sealed into the store.
+    #[arg(long, requires = "upstream_ca")]
+    upstream_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +101,50 @@ struct ServeArgs {
     /// Seconds that in-flight calls get to finish on shutdown [default: 15].
     #[arg(long, env = "PALISADE_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+/// Identity settings; a TOML file holds them under `[identity]`.
+#[derive(Debug, Args, Default)]
+struct IdentityArgs {
+    /// Lifetime of workload certificates, in seconds [default: 3600].
+    #[arg(long, env = "PALISADE_WORKLOAD_TTL_SECS")]
+    workload_ttl_secs: Option<u64>,
+    /// Lifetime of node certificates, in seconds [default: 86400].
+    #[arg(long, env = "PALISADE_NODE_TTL_SECS")]
+    node_ttl_secs: Option<u64>,
+    /// Longest lifetime of a JWT-SVID, in seconds [default: 300].
+    #[arg(long, env = "PALISADE_JWT_SVID_TTL_SECS")]
+    jwt_svid_ttl_secs: Option<u64>,
+    /// Validity of CAs that rotation makes, in seconds [default: one year].
+    #[arg(long, env = "PALISADE_CA_LIFETIME_SECS")]
+    ca_lifetime_secs: Option<u64>,
+    /// How long a JWT signing key signs before rotation replaces it, in
+    /// seconds [default: 30 days].
+    #[arg(long, env = "PALISADE_JWT_KEY_LIFETIME_SECS")]
+    jwt_key_lifetime_secs: Option<u64>,
+    /// Rotate CAs and JWT keys on a schedule [default: true].
+    #[arg(long, env = "PALISADE_AUTO_ROTATE")]
+    auto_rotate: Option<bool>,
+    /// Where to serve /.well-known/jwks.json over HTTPS, or "off"
+    /// [default: 0.0.0.0:7444].
+    #[arg(long, env = "PALISADE_JWKS_LISTEN")]
+    jwks_listen: Option<String>,
+}
+
+impl From<IdentityArgs> for IdentityOverrides {
+    fn from(args: IdentityArgs) -> Self {
+        IdentityOverrides {
+            workload_ttl_secs: args.workload_ttl_secs,
+            node_ttl_secs: args.node_ttl_secs,
+            jwt_svid_ttl_secs: args.jwt_svid_ttl_secs,
+            ca_lifetime_secs: args.ca_lifetime_secs,
+            jwt_key_lifetime_secs: args.jwt_key_lifetime_secs,
+            auto_rotate: args.auto_rotate,
+            jwks_listen: args.jwks_listen,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +169,9 @@ struct AdminCertArgs {
     /// Where to write <name>.pem, <name>-key.pem and ca.pem.
     #[arg(long)]
     out: PathBuf,
+    /// Lifetime of the certificate, in seconds [default: 30 days].
+    #[arg(long)]
+    ttl_secs: Option<u64>,
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -150,11 +215,14 @@ fn human_logs() -> LogConfig {
 async fn init_command(args: InitArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&human_logs());
     let master = master_key_for_init(args.master_key_file.as_deref())?;
+    let upstream = read_upstream(args.upstream_ca.as_deref(), args.upstream_key.as_deref())?;
     let options = InitOptions {
         data_dir: DataDir::new(&args.data_dir),
         trust_domain: args.trust_domain,
         server_names: args.server_names,
         admin_name: args.admin_name.clone(),
+        admin_ttl: admin_lifetime(args.admin_ttl_secs)?,
+        upstream,
     };
 
     initialize(&options, &master).await?;
@@ -170,6 +238,42 @@ async fn init_command(args: InitArgs) -> anyhow::Result<()> {
     );
     println!("credentials: {}", admin.display());
     Ok(())
+}
+
+/// Reads the upstream CA's chain and key files, if given.
+fn read_upstream(
+    chain: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Upstream>> {
+    let (Some(chain), Some(key)) = (chain, key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_UPSTREAM_FILE_BYTES {
+            anyhow::bail!(
+                "{} is larger than {MAX_UPSTREAM_FILE_BYTES} bytes",
+                path.display()
+            );
+        }
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let chain_pem = String::from_utf8(read(chain)?)
+        .with_context(|| format!("{} is not PEM text", chain.display()))?;
+    let key_pem = SecretBytes::new(read(key)?);
+    Ok(Some(Upstream { chain_pem, key_pem }))
+}
+
+/// An admin certificate's lifetime from a flag, checked.
+fn admin_lifetime(secs: Option<u64>) -> Result<Duration, ConfigError> {
+    match secs {
+        None => Ok(crate::ca::ADMIN_LIFETIME),
+        Some(secs) if (1..=MAX_ADMIN_TTL_SECS).contains(&secs) => Ok(Duration::from_secs(secs)),
+        Some(secs) => Err(ConfigError::Invalid {
+            setting: "admin ttl",
+            detail: format!("{secs} is outside 1 to {MAX_ADMIN_TTL_SECS} seconds"),
+        }),
+    }
 }
 
 /// Loads the master key, or creates it when a file is named but missing.
@@ -202,6 +306,7 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         log_level: args.log_level,
         insecure_plaintext: args.insecure_plaintext,
         drain_timeout_secs: args.drain_timeout_secs,
+        identity: args.identity.into(),
     };
     let config = ServeConfig::resolve(file, overrides)?;
     crate::telemetry::init(&config.log);
@@ -210,7 +315,7 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
     let master = MasterKey::load(config.master_key_file.as_deref())?;
     let opened = Opened::open(&DataDir::new(&config.data_dir), &master).await?;
     let listener = bind(config.listen, &config.data_dir).await?;
-    serve_opened(opened, &config, listener).await
+    crate::serve::serve_opened(opened, &config, listener).await
 }
 
 fn log_config(config: &ServeConfig) {
@@ -225,84 +330,15 @@ fn log_config(config: &ServeConfig) {
     );
 }
 
-async fn serve_opened(
-    opened: Opened,
-    config: &ServeConfig,
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<()> {
-    let (tls, peers) = if config.insecure_plaintext {
-        tracing::warn!("admin API is plaintext: development only, every caller is the admin");
-        let identity = format!("spiffe://{}/admin/admin", opened.trust_domain);
-        (None, PeerMode::Plaintext { identity })
-    } else {
-        let (server_config, verifier) = tls_settings(&opened).await?;
-        (
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config))),
-            PeerMode::Mtls(verifier),
-        )
-    };
-
-    let listening = Listening {
-        listener,
-        tls,
-        peers,
-        drain_timeout: config.drain_timeout,
-    };
-    let store: Arc<dyn crate::store::Store> = opened.store.clone();
-    run(store, listening, shutdown_signal()).await
-}
-
-async fn tls_settings(
-    opened: &Opened,
-) -> anyhow::Result<(rustls::ServerConfig, crate::tls::PeerVerifier)> {
-    let ca = opened.system(keys::CA_CERT).await?;
-    let certificate = opened.system(keys::SERVER_CERT).await?;
-    let sealed_key = opened.system(keys::SERVER_KEY).await?;
-    let key = opened.barrier.open(keys::SERVER_KEY, &sealed_key)?;
-
-    let settings = crate::tls::server_config(
-        &opened.trust_domain,
-        &String::from_utf8_lossy(&ca),
-        &String::from_utf8_lossy(&certificate),
-        &key,
-    )?;
-    Ok(settings)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(signal = "interrupt", "shutting down"),
-        _ = terminate => tracing::info!(signal = "terminate", "shutting down"),
-    }
-}
-
 async fn admin_cert_command(args: AdminCertArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&human_logs());
     let master = MasterKey::load(args.master_key_file.as_deref())?;
 
-    let identity = issue_admin(
-        &DataDir::new(&args.data_dir),
-        &master,
-        &args.name,
-        &args.out,
-    )
-    .await?;
+    let admin = AdminCertificate {
+        name: &args.name,
+        lifetime: admin_lifetime(args.ttl_secs)?,
+    };
+    let identity = issue_admin(&DataDir::new(&args.data_dir), &master, &admin, &args.out).await?;
     println!("issued {identity} into {}", args.out.display());
     println!(
         "bind it a role: palisadectl admin binding create NAME --role viewer --subject {identity}"
@@ -318,6 +354,10 @@ async fn dev_command(args: DevArgs) -> anyhow::Result<()> {
             listen: Some(args.listen),
             log_format: Some(args.log_format),
             drain_timeout_secs: Some(5),
+            identity: IdentityOverrides {
+                jwks_listen: Some(DEV_JWKS_LISTEN.into()),
+                ..IdentityOverrides::default()
+            },
             ..Overrides::default()
         },
     )?;
@@ -333,5 +373,5 @@ async fn dev_command(args: DevArgs) -> anyhow::Result<()> {
     let opened = crate::dev::prepare(&config).await?;
     let listener = bind(config.listen, &config.data_dir).await?;
     crate::dev::announce(&config, listener.local_addr()?)?;
-    serve_opened(opened, &config, listener).await
+    crate::serve::serve_opened(opened, &config, listener).await
 }

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod identity;
+
+pub use identity::{IdentityConfig, IdentityFile, IdentityOverrides};
+
 /// Where the data directory is unless configured.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/palisade";
 /// Where the admin API listens unless configured.
@@ -60,6 +64,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub insecure_plaintext: Option<bool>,
     pub drain_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub identity: IdentityFile,
 }
 
 /// Settings given on the command line or in the environment (clap fills
@@ -73,6 +79,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub insecure_plaintext: bool,
     pub drain_timeout_secs: Option<u64>,
+    pub identity: IdentityOverrides,
 }
 
 /// The effective configuration of `serve`.
@@ -85,6 +92,7 @@ pub struct ServeConfig {
     /// Serve the admin API without TLS. Development only; loopback only.
     pub insecure_plaintext: bool,
     pub drain_timeout: Duration,
+    pub identity: IdentityConfig,
 }
 
 impl FileConfig {
@@ -145,6 +153,7 @@ impl ServeConfig {
                     .or(file.drain_timeout_secs)
                     .unwrap_or(DEFAULT_DRAIN_SECS),
             ),
+            identity: IdentityConfig::resolve(file.identity, over.identity)?,
         })
     }
 }

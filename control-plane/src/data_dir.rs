@@ -14,15 +14,17 @@ use std::sync::Arc;
 
 use crate::audit::AuditChain;
 use crate::barrier::{Barrier, BarrierError, MasterKey};
-use crate::ca::{CaError, CertificateAuthority};
+use crate::ca::CertificateAuthority;
+use crate::identity::authorities::{self, AuthorityError};
+use crate::identity::keyset::{self, KeySetError};
+use crate::identity::records::AuthorityRecord;
+use crate::identity::rotation::KeyState;
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError};
 
 /// System keys in the store.
 pub mod keys {
     pub const TRUST_DOMAIN: &str = "trust-domain";
-    pub const CA_CERT: &str = "ca/root/cert";
-    pub const CA_KEY: &str = "ca/root/key";
     pub const SERVER_CERT: &str = "tls/server/cert";
     pub const SERVER_KEY: &str = "tls/server/key";
 }
@@ -37,7 +39,11 @@ pub enum OpenError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Ca(#[from] CaError),
+    Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    KeySet(#[from] KeySetError),
+    #[error("the store holds no active CA; the data directory is incomplete")]
+    NoActiveCa,
     #[error("the store lacks {0}; the data directory is incomplete")]
     Missing(&'static str),
 }
@@ -103,16 +109,16 @@ impl Opened {
         })
     }
 
-    /// Loads the CA from its sealed key.
+    /// Loads the active CA, unsealing its key.
     pub async fn certificate_authority(&self) -> Result<CertificateAuthority, OpenError> {
-        let certificate = self.system(keys::CA_CERT).await?;
-        let sealed_key = self.system(keys::CA_KEY).await?;
-        let key = self.barrier.open(keys::CA_KEY, &sealed_key)?;
-        let certificate = String::from_utf8_lossy(&certificate);
-        Ok(CertificateAuthority::load(
+        let authorities = keyset::load::<AuthorityRecord>(&*self.store).await?;
+        let active = keyset::all_in_state(&authorities, KeyState::Active)
+            .next()
+            .ok_or(OpenError::NoActiveCa)?;
+        Ok(authorities::unseal(
+            &active.record,
+            &self.barrier,
             &self.trust_domain,
-            &certificate,
-            &key,
         )?)
     }
 

@@ -38,6 +38,8 @@ pub async fn prepare(config: &ServeConfig) -> anyhow::Result<Opened> {
         trust_domain: DEV_TRUST_DOMAIN.into(),
         server_names: Vec::new(),
         admin_name: "admin".into(),
+        admin_ttl: crate::ca::ADMIN_LIFETIME,
+        upstream: None,
     };
     Ok(initialize(&options, &master).await?)
 }
@@ -51,7 +53,10 @@ pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()>
     write_ctl_config(&ctl_config, address, &admin)?;
 
     println!("Palisade control plane, development mode (trust domain {DEV_TRUST_DOMAIN})");
-    println!("  admin API     https://{address} (mTLS)");
+    println!("  admin API     https://{address} (mTLS; also the identity API)");
+    if let Some(jwks) = config.identity.jwks_listen {
+        println!("  JWKS          https://{jwks}/.well-known/jwks.json");
+    }
     println!(
         "  credentials   {}/{{admin.pem,admin-key.pem,ca.pem}}",
         admin.display()

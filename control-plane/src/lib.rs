@@ -15,10 +15,13 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod dev;
+pub mod identity;
 pub mod init;
 pub mod limits;
+pub mod serve;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 

@@ -1,4 +1,4 @@
-//! The running admin server: TLS accept loop, the gRPC services (admin,
+//! The running server: TLS accept loop, the gRPC services (admin, identity,
 //! health, reflection), request limits, and a drain with a deadline.
 
 use std::future::Future;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use palisade_proto::admin::admin_server::AdminServer;
+use palisade_proto::identity::identity_server::IdentityServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -17,6 +18,9 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Server;
 
 use crate::admin::{AdminService, PeerMode};
+use crate::identity;
+use crate::identity::authority::Authority;
+use crate::identity::service::IdentityService;
 use crate::limits::{MAX_REQUEST_BYTES, RequestLimitLayer};
 use crate::store::Store;
 
@@ -49,6 +53,7 @@ pub async fn bind(address: SocketAddr, data_dir: &Path) -> anyhow::Result<TcpLis
 /// Serves until `signal` resolves, then drains and flushes the store.
 pub async fn run(
     store: Arc<dyn Store>,
+    authority: Arc<Authority>,
     listening: Listening,
     signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -66,8 +71,15 @@ pub async fn run(
         .register_encoded_file_descriptor_set(palisade_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let node_peers = match &listening.peers {
+        PeerMode::Mtls(verifier) => Some(verifier.clone()),
+        PeerMode::Plaintext { .. } => None,
+    };
+    let identity = IdentityServer::new(IdentityService::new(authority.clone(), node_peers))
+        .max_decoding_message_size(identity::service::MAX_REQUEST_BYTES);
     let admin = AdminServer::new(AdminService::new(
         store.clone(),
+        authority,
         listening.peers,
         draining.clone(),
     ))
@@ -80,7 +92,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(admin);
+        .add_service(admin)
+        .add_service(identity);
     let mut until_drained = draining.clone();
     let stop = async move {
         let _ = until_drained.wait_for(|draining| *draining).await;
@@ -98,12 +111,18 @@ pub async fn run(
         }
     };
     health.set_serving::<AdminServer<AdminService>>().await;
+    health
+        .set_serving::<IdentityServer<IdentityService>>()
+        .await;
     tracing::info!(%address, mtls, "admin API serving");
 
     // Run until the signal, then drain with a deadline.
     signal.await;
     tracing::info!(deadline = ?listening.drain_timeout, "draining in-flight calls");
     health.set_not_serving::<AdminServer<AdminService>>().await;
+    health
+        .set_not_serving::<IdentityServer<IdentityService>>()
+        .await;
     let _ = draining_tx.send(true);
     match tokio::time::timeout(listening.drain_timeout, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("drained"),

@@ -6,12 +6,13 @@
 //! certificate itself: each call checks the chain and answers with a gRPC
 //! status that says what was wrong, instead of a bare handshake failure.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
@@ -32,7 +33,7 @@ pub enum TlsError {
 /// Why a caller could not be identified.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    #[error("no client certificate was presented; the admin API requires mTLS")]
+    #[error("no client certificate was presented; this call requires mTLS")]
     NoCertificate,
     #[error("the client certificate is not trusted by this control plane: {0}")]
     Untrusted(String),
@@ -40,34 +41,168 @@ pub enum PeerError {
     NoSpiffeId(String),
 }
 
-/// Checks client certificate chains against the CA and names the caller.
+/// A verified caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub spiffe_id: String,
+    /// The leaf certificate's serial, lowercase hex.
+    pub serial: String,
+}
+
+/// Checks client certificate chains against the trust bundle and names the
+/// caller. The bundle can be replaced while serving, as CAs rotate.
 #[derive(Debug, Clone)]
 pub struct PeerVerifier {
-    webpki: Arc<dyn ClientCertVerifier>,
+    webpki: Arc<RwLock<Arc<dyn ClientCertVerifier>>>,
     trust_domain: String,
 }
 
 impl PeerVerifier {
+    /// A verifier that trusts the CA certificates in `bundle_pem`.
+    pub fn new(trust_domain: &str, bundle_pem: &str) -> Result<Self, TlsError> {
+        Ok(Self {
+            webpki: Arc::new(RwLock::new(webpki_verifier(bundle_pem)?)),
+            trust_domain: trust_domain.to_owned(),
+        })
+    }
+
+    /// Trusts the CA certificates in `bundle_pem` from now on, instead of
+    /// the previous bundle.
+    pub fn set_bundle(&self, bundle_pem: &str) -> Result<(), TlsError> {
+        let verifier = webpki_verifier(bundle_pem)?;
+        *self.webpki.write().expect("verifier lock") = verifier;
+        Ok(())
+    }
+
     /// Returns the caller's SPIFFE ID after verifying its chain.
     pub fn identify(&self, chain: Option<&[CertificateDer<'static>]>) -> Result<String, PeerError> {
+        self.identify_peer(chain).map(|peer| peer.spiffe_id)
+    }
+
+    /// Verifies the caller's chain and returns its SPIFFE ID and serial.
+    pub fn identify_peer(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Peer, PeerError> {
         let Some((leaf, intermediates)) = chain.and_then(|c| c.split_first()) else {
             return Err(PeerError::NoCertificate);
         };
 
-        self.webpki
+        let webpki = self.webpki.read().expect("verifier lock").clone();
+        webpki
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map_err(|e| PeerError::Untrusted(e.to_string()))?;
 
-        let id = spiffe_id(leaf).map_err(PeerError::NoSpiffeId)?;
+        let (spiffe_id, serial) = leaf_identity(leaf).map_err(PeerError::NoSpiffeId)?;
         let expected = format!("spiffe://{}/", self.trust_domain);
-        if !id.starts_with(&expected) {
+        if !spiffe_id.starts_with(&expected) {
             return Err(PeerError::NoSpiffeId(format!(
-                "{id} is outside {}",
+                "{spiffe_id} is outside {}",
                 self.trust_domain
             )));
         }
-        Ok(id)
+        Ok(Peer { spiffe_id, serial })
     }
+}
+
+fn webpki_verifier(bundle_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = root_store(bundle_pem)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+/// The SPIFFE ID and serial of a leaf certificate.
+fn leaf_identity(certificate: &CertificateDer<'_>) -> Result<(String, String), String> {
+    let id = spiffe_id(certificate)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate)
+        .map_err(|e| format!("certificate does not parse: {e}"))?;
+    Ok((id, hex::encode(parsed.raw_serial())))
+}
+
+/// The server's certificate, replaceable while serving: when a new CA
+/// activates, the control plane presents a certificate it signed.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    /// Loads a chain (leaf first) and its private key.
+    pub fn new(chain_pem: &str, key_pem: &SecretBytes) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: RwLock::new(certified_key(chain_pem, key_pem)?),
+        })
+    }
+
+    /// Presents `chain_pem` to every new connection from now on.
+    pub fn replace(&self, chain_pem: &str, key_pem: &SecretBytes) -> Result<(), TlsError> {
+        let key = certified_key(chain_pem, key_pem)?;
+        *self.current.write().expect("certificate lock") = key;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().expect("certificate lock").clone())
+    }
+}
+
+fn certified_key(chain_pem: &str, key_pem: &SecretBytes) -> Result<Arc<CertifiedKey>, TlsError> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let key = provider
+        .key_provider
+        .load_private_key(private_key(key_pem)?)
+        .map_err(TlsError::Rustls)?;
+    Ok(Arc::new(CertifiedKey::new(certificates(chain_pem)?, key)))
+}
+
+/// The control plane's TLS: settings for the listener, the verifier that
+/// names callers, and the certificate it presents.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub config: Arc<ServerConfig>,
+    pub peers: PeerVerifier,
+    pub certificate: Arc<ServerCertificate>,
+}
+
+/// Builds the server's TLS settings. `alpn` lists the protocols offered,
+/// e.g. `h2` for gRPC.
+pub fn server_config(
+    trust_domain: &str,
+    bundle_pem: &str,
+    chain_pem: &str,
+    key_pem: &SecretBytes,
+) -> Result<TlsSettings, TlsError> {
+    let peers = PeerVerifier::new(trust_domain, bundle_pem)?;
+    let certificate = Arc::new(ServerCertificate::new(chain_pem, key_pem)?);
+    let config = config_with_alpn(&peers, certificate.clone(), &[b"h2"])?;
+    Ok(TlsSettings {
+        config,
+        peers,
+        certificate,
+    })
+}
+
+/// Server settings that share `peers` and `certificate` but offer other
+/// protocols, e.g. HTTP/1.1 for the JWKS endpoint.
+pub fn config_with_alpn(
+    peers: &PeerVerifier,
+    certificate: Arc<ServerCertificate>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let deferred = Arc::new(DeferredClientVerifier {
+        peers: peers.clone(),
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(deferred)
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
 /// The single URI SAN of a certificate, which must be a SPIFFE ID.
@@ -94,35 +229,6 @@ pub fn spiffe_id(certificate: &CertificateDer<'_>) -> Result<String, String> {
         [] => Err("no URI SAN".into()),
         _ => Err("more than one URI SAN".into()),
     }
-}
-
-/// Builds the admin server's TLS settings and the matching peer verifier.
-pub fn server_config(
-    trust_domain: &str,
-    ca_pem: &str,
-    certificate_pem: &str,
-    key_pem: &SecretBytes,
-) -> Result<(ServerConfig, PeerVerifier), TlsError> {
-    let roots = root_store(ca_pem)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-
-    let deferred = Arc::new(DeferredClientVerifier {
-        inner: webpki.clone(),
-    });
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(deferred)
-        .with_single_cert(certificates(certificate_pem)?, private_key(key_pem)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-
-    let verifier = PeerVerifier {
-        webpki,
-        trust_domain: trust_domain.to_owned(),
-    };
-    Ok((config, verifier))
 }
 
 fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
@@ -157,7 +263,13 @@ fn private_key(key_pem: &SecretBytes) -> Result<PrivateKeyDer<'static>, TlsError
 /// the handshake; leaves the chain check to [`PeerVerifier::identify`].
 #[derive(Debug)]
 struct DeferredClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    peers: PeerVerifier,
+}
+
+impl DeferredClientVerifier {
+    fn inner(&self) -> Arc<dyn ClientCertVerifier> {
+        self.peers.webpki.read().expect("verifier lock").clone()
+    }
 }
 
 impl ClientCertVerifier for DeferredClientVerifier {
@@ -170,7 +282,9 @@ impl ClientCertVerifier for DeferredClientVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // The bundle can change while serving; clients pick their
+        // certificate by other means.
+        &[]
     }
 
     fn verify_client_cert(
@@ -188,7 +302,7 @@ impl ClientCertVerifier for DeferredClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -197,10 +311,10 @@ impl ClientCertVerifier for DeferredClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner().supported_verify_schemes()
     }
 }

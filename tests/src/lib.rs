@@ -111,6 +111,7 @@ impl ControlPlane {
             .arg("--master-key-file")
             .arg(&self.master_key)
             .args(["--listen", "127.0.0.1:0", "--drain-timeout-secs", "5"])
+            .args(["--jwks-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::audit::Outcome;
+use crate::identity::error::IdentityError;
 use crate::store::StoreError;
 
 /// Why an admin call failed.
@@ -25,8 +26,30 @@ pub enum AdminError {
     InUse(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The call does not fit the state things are in.
+    #[error("{0}")]
+    Precondition(String),
+    /// A failure whose detail belongs in the log only.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<IdentityError> for AdminError {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Unauthenticated(e) => AdminError::Unauthenticated(e),
+            IdentityError::Denied(e) | IdentityError::Precondition(e) => {
+                AdminError::Precondition(e)
+            }
+            IdentityError::Invalid(e) => AdminError::Invalid(e),
+            IdentityError::NotFound(e) => AdminError::NotFound(e),
+            IdentityError::TooLarge(e) => AdminError::TooLarge(e),
+            IdentityError::Internal(e) => AdminError::Internal(e),
+            IdentityError::Store(e) => AdminError::Store(e),
+        }
+    }
 }
 
 impl AdminError {
@@ -35,12 +58,13 @@ impl AdminError {
         match self {
             AdminError::Unauthenticated(_) => Outcome::Unauthenticated,
             AdminError::Denied { .. } => Outcome::Denied,
-            AdminError::Invalid(_) | AdminError::TooLarge(_) | AdminError::InUse(_) => {
-                Outcome::Invalid
-            }
+            AdminError::Invalid(_)
+            | AdminError::TooLarge(_)
+            | AdminError::InUse(_)
+            | AdminError::Precondition(_) => Outcome::Invalid,
             AdminError::NotFound(_) => Outcome::Invalid,
             AdminError::Conflict(_) => Outcome::Conflict,
-            AdminError::Store(_) => Outcome::Error,
+            AdminError::Store(_) | AdminError::Internal(_) => Outcome::Error,
         }
     }
 }
@@ -53,7 +77,8 @@ impl From<AdminError> for Status {
             AdminError::Invalid(_) => Code::InvalidArgument,
             AdminError::NotFound(_) => Code::NotFound,
             AdminError::Conflict(_) => Code::Aborted,
-            AdminError::InUse(_) => Code::FailedPrecondition,
+            AdminError::InUse(_) | AdminError::Precondition(_) => Code::FailedPrecondition,
+            AdminError::Internal(_) => Code::Internal,
             AdminError::TooLarge(_) => Code::ResourceExhausted,
             AdminError::Store(StoreError::Conflict { .. }) => Code::Aborted,
             AdminError::Store(StoreError::Failed(_)) => Code::Unavailable,
@@ -64,6 +89,10 @@ impl From<AdminError> for Status {
             if code == Code::Internal {
                 return Status::internal("the control plane's store failed; see its log");
             }
+        }
+        if let AdminError::Internal(detail) = &error {
+            tracing::error!(error = %detail, "admin call failed");
+            return Status::internal("the control plane failed; see its log");
         }
         Status::new(code, error.to_string())
     }

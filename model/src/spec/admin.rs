@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 pub const BUILTIN_ROLES: [&str; 4] = ["admin", "editor", "viewer", "auditor"];
 
 /// The verbs an AdminRule may grant (besides `*`, which grants them all).
-pub const ADMIN_VERBS: [&str; 6] = ["get", "list", "watch", "apply", "delete", "audit"];
+///
+/// `issue` creates join tokens for Nodes, `revoke` revokes Nodes, and
+/// `rotate` prepares, activates and retires CAs and JWT signing keys.
+pub const ADMIN_VERBS: [&str; 9] = [
+    "get", "list", "watch", "apply", "delete", "audit", "issue", "revoke", "rotate",
+];
 
 /// A named set of permissions on the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

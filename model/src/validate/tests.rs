@@ -260,7 +260,7 @@ fn admin_roles_name_verbs_and_exact_kinds() {
         problems(yaml),
         [
             "spec.rules[0].verbs[1]: \"edit\" is not a verb (expected one of get, list, watch, \
-             apply, delete, audit or \"*\")",
+             apply, delete, audit, issue, revoke, rotate or \"*\")",
             "spec.rules[0].kinds[0]: \"svc\" is not a kind name (did you mean \"Service\"?)",
             "spec.rules[1].verbs: must name at least one verb",
             "spec.rules[1].kinds: must name at least one kind",

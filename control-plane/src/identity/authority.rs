@@ -1,0 +1,355 @@
+//! The identity authority: the control plane's CAs and JWT keys, their
+//! rotation, and the snapshot of key material every issuance signs with.
+//!
+//! Rotations are store writes; after each one the authority reloads its
+//! snapshot and publishes it on a watch channel, which the TLS listener,
+//! the JWKS endpoint and the data directory's bundle file follow.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Mutex, watch};
+
+use super::authorities::{self, AuthorityError};
+use super::error::IdentityError;
+use super::keyset::{self, RotatingRecord};
+use super::material::{KeyMaterial, MaterialError};
+use super::records::{AuthorityRecord, SigningKeyRecord, Versioned};
+use super::rotation::{KeyState, Lifecycle};
+use super::server_certificate;
+use super::signing_keys;
+use crate::barrier::Barrier;
+use crate::config::IdentityConfig;
+use crate::store::{Revision, Store};
+
+/// Which key set a rotation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Ca,
+    Jwt,
+}
+
+/// One key as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub id: String,
+    pub life: Lifecycle,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub signed_until: i64,
+    pub certificate_pem: String,
+}
+
+/// A key set as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct KeySetInfo {
+    pub keys: Vec<KeyInfo>,
+    pub revision: Revision,
+    /// The trust bundle, or the JWKS.
+    pub published: String,
+}
+
+/// The control plane's signing authority.
+pub struct Authority {
+    store: Arc<dyn Store>,
+    barrier: Arc<Barrier>,
+    trust_domain: String,
+    config: IdentityConfig,
+    material: watch::Sender<Arc<KeyMaterial>>,
+    rotating: Mutex<()>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Authority {
+    /// Loads the key material and makes sure the server's own certificate
+    /// comes from the active CA.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        barrier: Arc<Barrier>,
+        trust_domain: &str,
+        config: IdentityConfig,
+    ) -> Result<Arc<Self>, MaterialError> {
+        let material = KeyMaterial::load(&*store, &barrier, trust_domain).await?;
+        let authority = Arc::new(Self {
+            store,
+            barrier,
+            trust_domain: trust_domain.to_owned(),
+            config,
+            material: watch::Sender::new(Arc::new(material)),
+            rotating: Mutex::new(()),
+        });
+
+        authority.ensure_server_certificate().await?;
+        Ok(authority)
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    pub fn barrier(&self) -> &Barrier {
+        &self.barrier
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    pub fn config(&self) -> &IdentityConfig {
+        &self.config
+    }
+
+    /// The key material now.
+    pub fn current(&self) -> Arc<KeyMaterial> {
+        self.material.borrow().clone()
+    }
+
+    /// Follows the key material as it changes.
+    pub fn watch(&self) -> watch::Receiver<Arc<KeyMaterial>> {
+        self.material.subscribe()
+    }
+
+    /// Reads the key material again and publishes it.
+    pub async fn reload(&self) -> Result<(), MaterialError> {
+        let material = KeyMaterial::load(&*self.store, &self.barrier, &self.trust_domain).await?;
+        self.material.send_replace(Arc::new(material));
+        Ok(())
+    }
+
+    /// Prepares a new CA or JWT key.
+    pub async fn prepare(&self, kind: KeyKind, actor: &str) -> Result<Revision, IdentityError> {
+        let _rotating = self.rotating.lock().await;
+        let life = Lifecycle::prepared(now_unix());
+
+        let revision = match kind {
+            KeyKind::Ca => {
+                let (_, record) = authorities::create(
+                    &*self.store,
+                    &self.barrier,
+                    &self.trust_domain,
+                    self.config.ca_lifetime,
+                    life,
+                )
+                .await
+                .map_err(authority_error)?;
+                keyset::add(&*self.store, actor, record).await?
+            }
+            KeyKind::Jwt => {
+                let (_, record) =
+                    signing_keys::create(&self.barrier, life, self.config.jwt_key_lifetime)
+                        .map_err(|e| IdentityError::Internal(e.to_string()))?;
+                keyset::add(&*self.store, actor, record).await?
+            }
+        };
+        self.settle(kind).await?;
+        Ok(revision)
+    }
+
+    /// Makes the prepared key (or the one named) the one that signs.
+    pub async fn activate(
+        &self,
+        kind: KeyKind,
+        actor: &str,
+        id: Option<&str>,
+    ) -> Result<Revision, IdentityError> {
+        let _rotating = self.rotating.lock().await;
+        let now = now_unix();
+
+        let revision = match kind {
+            KeyKind::Ca => {
+                keyset::activate::<AuthorityRecord>(&*self.store, actor, id, now, |_| {}).await?
+            }
+            KeyKind::Jwt => {
+                let valid_until = now + self.config.jwt_svid_ttl.as_secs() as i64;
+                keyset::activate::<SigningKeyRecord>(&*self.store, actor, id, now, |old| {
+                    old.tokens_valid_until = Some(valid_until);
+                })
+                .await?
+            }
+        };
+        self.settle(kind).await?;
+        Ok(revision)
+    }
+
+    /// Retires the key named, or every inactive key whose signatures have
+    /// all expired.
+    pub async fn retire(
+        &self,
+        kind: KeyKind,
+        actor: &str,
+        id: Option<&str>,
+        force: bool,
+    ) -> Result<Revision, IdentityError> {
+        let _rotating = self.rotating.lock().await;
+        let now = now_unix();
+
+        let revision = match kind {
+            KeyKind::Ca => {
+                self.retire_set::<AuthorityRecord>(actor, id, force, now)
+                    .await?
+            }
+            KeyKind::Jwt => {
+                self.retire_set::<SigningKeyRecord>(actor, id, force, now)
+                    .await?
+            }
+        };
+        self.settle(kind).await?;
+        Ok(revision)
+    }
+
+    async fn retire_set<R: RotatingRecord + Signed>(
+        &self,
+        actor: &str,
+        id: Option<&str>,
+        force: bool,
+        now: i64,
+    ) -> Result<Revision, IdentityError> {
+        let keys = keyset::load::<R>(&*self.store).await?;
+        let targets: Vec<&Versioned<R>> = match id {
+            Some(id) => keys.iter().filter(|k| k.record.id() == id).collect(),
+            None => keyset::all_in_state(&keys, KeyState::Inactive).collect(),
+        };
+        if targets.is_empty() {
+            let error = match id {
+                Some(id) => keyset::KeySetError::NotFound {
+                    noun: R::NOUN,
+                    id: id.to_owned(),
+                },
+                None => keyset::KeySetError::NoneInState {
+                    noun: R::NOUN,
+                    state: KeyState::Inactive.as_str(),
+                },
+            };
+            return Err(error.into());
+        }
+
+        let mut revision = self.store.revision();
+        for target in targets {
+            let until = target.record.signed_until(&*self.store).await?;
+            let id = target.record.id();
+            revision = keyset::retire::<R>(&*self.store, actor, id, force, now, until).await?;
+        }
+        Ok(revision)
+    }
+
+    /// Reloads after a rotation, and gives the server a certificate from a
+    /// newly active CA.
+    async fn settle(&self, kind: KeyKind) -> Result<(), IdentityError> {
+        self.reload().await.map_err(material_error)?;
+        if kind == KeyKind::Ca {
+            self.ensure_server_certificate()
+                .await
+                .map_err(material_error)?;
+        }
+        Ok(())
+    }
+
+    /// Reissues the server's certificate when the active CA did not sign it.
+    async fn ensure_server_certificate(&self) -> Result<(), MaterialError> {
+        let signer = self.current().signer.clone();
+        server_certificate::ensure_signed_by(&*self.store, &self.barrier, &signer).await?;
+        Ok(())
+    }
+
+    /// The keys of a set, with how long what each signed stays valid.
+    pub async fn status(&self, kind: KeyKind) -> Result<KeySetInfo, IdentityError> {
+        let material = self.current();
+        let revision = self.store.revision();
+        match kind {
+            KeyKind::Ca => {
+                let keys = keyset::load::<AuthorityRecord>(&*self.store).await?;
+                let mut infos = Vec::new();
+                for key in &keys {
+                    infos.push(KeyInfo {
+                        signed_until: key.record.signed_until(&*self.store).await?,
+                        id: key.record.id.clone(),
+                        life: key.record.life.clone(),
+                        not_before: key.record.not_before,
+                        not_after: key.record.not_after,
+                        certificate_pem: key.record.certificate_pem.clone(),
+                    });
+                }
+                Ok(KeySetInfo {
+                    keys: infos,
+                    revision,
+                    published: material.bundle_pem.clone(),
+                })
+            }
+            KeyKind::Jwt => {
+                let keys = keyset::load::<SigningKeyRecord>(&*self.store).await?;
+                let mut infos = Vec::new();
+                for key in &keys {
+                    infos.push(KeyInfo {
+                        signed_until: key.record.signed_until(&*self.store).await?,
+                        id: key.record.kid.clone(),
+                        life: key.record.life.clone(),
+                        not_before: key.record.life.created,
+                        not_after: key.record.not_after,
+                        certificate_pem: String::new(),
+                    });
+                }
+                Ok(KeySetInfo {
+                    keys: infos,
+                    revision,
+                    published: material.jwks_json.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// How long what a key signed stays valid.
+#[tonic::async_trait]
+pub trait Signed {
+    async fn signed_until(&self, store: &dyn Store) -> Result<i64, IdentityError>;
+}
+
+#[tonic::async_trait]
+impl Signed for AuthorityRecord {
+    async fn signed_until(&self, store: &dyn Store) -> Result<i64, IdentityError> {
+        authorities::signed_until(store, &self.id)
+            .await
+            .map_err(authority_error)
+    }
+}
+
+#[tonic::async_trait]
+impl Signed for SigningKeyRecord {
+    async fn signed_until(&self, _store: &dyn Store) -> Result<i64, IdentityError> {
+        Ok(match self.life.state {
+            KeyState::Prepared => 0,
+            KeyState::Active => i64::MAX,
+            KeyState::Inactive | KeyState::Retired => self.tokens_valid_until.unwrap_or(i64::MAX),
+        })
+    }
+}
+
+fn authority_error(error: AuthorityError) -> IdentityError {
+    match error {
+        AuthorityError::Store(store) => IdentityError::Store(store),
+        AuthorityError::Record(record) => record.into(),
+        other => IdentityError::Internal(other.to_string()),
+    }
+}
+
+fn material_error(error: MaterialError) -> IdentityError {
+    match error {
+        MaterialError::KeySet(keyset) => keyset.into(),
+        other => IdentityError::Internal(other.to_string()),
+    }
+}
