@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     admin::AdminArgs, apply::ApplyArgs, audit::AuditArgs, completion::CompletionArgs,
-    delete::DeleteArgs, diff::DiffArgs, get::GetArgs, get::ListArgs, watch::WatchArgs,
+    delete::DeleteArgs, diff::DiffArgs, get::GetArgs, get::ListArgs, keys::KeyArgs, node::NodeArgs,
+    watch::WatchArgs,
 };
 
 /// Administers a Palisade control plane: applies and reads resources, watches
@@ -68,6 +69,12 @@ pub enum Command {
     Audit(AuditArgs),
     /// Manages administrator roles and their bindings.
     Admin(AdminArgs),
+    /// Join tokens for nodes, and node revocation.
+    Node(NodeArgs),
+    /// The certificate authorities and their rotation.
+    Ca(KeyArgs),
+    /// The JWT signing keys and their rotation.
+    JwtKey(KeyArgs),
     /// Shows who the control plane thinks you are, and your roles.
     Whoami,
     /// Prints a shell completion script.

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use palisade_proto::admin::KeyKind;
+
 use crate::cli::{Cli, Command};
 use crate::client::Server;
 use crate::output;
@@ -13,6 +15,8 @@ pub mod completion;
 pub mod delete;
 pub mod diff;
 pub mod get;
+pub mod keys;
+pub mod node;
 pub mod watch;
 pub mod whoami;
 
@@ -29,6 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(&server, args).await,
         Command::Audit(args) => audit::run(&server, args).await,
         Command::Admin(args) => admin::run(&server, args).await,
+        Command::Node(args) => node::run(&server, args).await,
+        Command::Ca(args) => keys::run(&server, KeyKind::Ca, args).await,
+        Command::JwtKey(args) => keys::run(&server, KeyKind::Jwt, args).await,
         Command::Whoami => whoami::run(&server).await,
         Command::Completion(args) => completion::run(args),
         Command::Version => version(),

@@ -16,6 +16,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use palisade_proto::admin as pb;
 
+pub mod identity;
+pub mod mtls;
+pub mod system;
+pub mod x509;
+
+/// The admin API client type.
+pub type Admin = AdminClient<Channel>;
+
 /// How long a control plane may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,7 +43,7 @@ pub fn binary(name: &str) -> PathBuf {
     target_dir().join(name)
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("deps dir");
     deps.parent().expect("profile dir").to_owned()
@@ -345,4 +353,30 @@ pub async fn revision(client: &mut AdminClient<Channel>) -> Result<u64, tonic::S
         ..Default::default()
     };
     Ok(client.list(request).await?.into_inner().revision)
+}
+
+/// The newest entry of the audit log.
+pub async fn last_audit(client: &mut AdminClient<Channel>) -> pb::AuditEntry {
+    let probe = pb::ListAuditRequest {
+        after_sequence: u64::MAX - 1,
+        ..Default::default()
+    };
+    let head = client
+        .list_audit(probe)
+        .await
+        .expect("listing the audit log")
+        .into_inner()
+        .head_sequence;
+    let request = pb::ListAuditRequest {
+        after_sequence: head - 1,
+        limit: 1,
+        ..Default::default()
+    };
+    let mut entries = client
+        .list_audit(request)
+        .await
+        .expect("listing the audit log")
+        .into_inner()
+        .entries;
+    entries.pop().expect("an audit entry")
 }

@@ -2,7 +2,7 @@
 //! and changes nothing: the store's revision and its resources stay as they
 //! were.
 
-use palisade_tests::{ControlPlane, Credentials, apply, list_all, pb, revision};
+use palisade_tests::{ControlPlane, Credentials, apply, last_audit, list_all, pb, revision};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -42,32 +42,6 @@ async fn snapshot(client: &mut Client) -> Snapshot {
         revision: revision(client).await.unwrap(),
         documents,
     }
-}
-
-/// The newest audit entry.
-async fn last_audit(client: &mut Client) -> pb::AuditEntry {
-    let probe = pb::ListAuditRequest {
-        after_sequence: u64::MAX - 1,
-        ..Default::default()
-    };
-    let head = client
-        .list_audit(probe)
-        .await
-        .unwrap()
-        .into_inner()
-        .head_sequence;
-    let request = pb::ListAuditRequest {
-        after_sequence: head - 1,
-        limit: 1,
-        ..Default::default()
-    };
-    let mut entries = client
-        .list_audit(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    entries.pop().expect("an audit entry")
 }
 
 /// A control plane holding [`BASE`], and an admin client for it.

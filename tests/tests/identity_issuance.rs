@@ -1,0 +1,211 @@
+//! Issued identities work where it matters: openssl's strict verifier
+//! accepts them for clients and servers, and two workloads complete an mTLS
+//! handshake with them, while a stranger's or an expired certificate fails.
+
+use palisade_tests::identity::{TestNode, join_token};
+use palisade_tests::mtls::{Holder, handshake};
+use palisade_tests::x509::{first_der, openssl_verify, spiffe_id};
+use palisade_tests::{Admin, ControlPlane, apply};
+
+const SHOP: &str = r#"
+kind: Node
+metadata: {name: web-1}
+spec: {}
+---
+kind: Node
+metadata: {name: web-2}
+spec: {}
+---
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec:
+  ports: [{port: 9090, protocol: grpc}]
+  dnsNames: [orders.shop.svc]
+---
+kind: Service
+metadata: {name: storefront, namespace: shop}
+spec:
+  ports: [{port: 8080, protocol: http}]
+---
+kind: Workload
+metadata: {name: orders-1, namespace: shop}
+spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
+---
+kind: Workload
+metadata: {name: storefront-1, namespace: shop}
+spec: {service: storefront, node: web-2, appPort: 8080, inboundPort: 15008}
+"#;
+
+/// A control plane holding [`SHOP`], with its flags.
+async fn shop(trust_domain: &str, flags: &[&str]) -> (ControlPlane, Admin) {
+    let mut cp = ControlPlane::init(trust_domain).unwrap();
+    cp.start_with(flags).await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, SHOP).await.unwrap();
+    (cp, admin)
+}
+
+async fn attest(cp: &ControlPlane, admin: &mut Admin, node: &str) -> TestNode {
+    let token = join_token(admin, node, 0).await.unwrap();
+    TestNode::attest(cp, node, &token).await.unwrap()
+}
+
+/// A workload's certificate chain and key, as PEM.
+struct Svid {
+    chain: String,
+    key: String,
+    bundle: String,
+}
+
+async fn svid(cp: &ControlPlane, node: &TestNode, workload: &str, service: &str) -> Svid {
+    let id = format!("spiffe://{}/ns/shop/sa/{service}", cp.trust_domain);
+    let (key, issued) = node.sign(cp, "shop", workload, &id).await.unwrap();
+    Svid {
+        chain: issued.certificate_chain_pem,
+        key: key.serialize_pem(),
+        bundle: issued.bundle.unwrap().x509_authorities_pem,
+    }
+}
+
+impl Svid {
+    fn holder(&self) -> Holder<'_> {
+        Holder {
+            chain_pem: &self.chain,
+            key_pem: &self.key,
+        }
+    }
+}
+
+#[tokio::test]
+async fn node_and_workload_certificates_pass_openssl_strict_verification() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+    let node = attest(&cp, &mut admin, "web-1").await;
+    let with_dns = {
+        let key = palisade_tests::identity::new_key();
+        let csr = palisade_tests::identity::csr(
+            &key,
+            &["spiffe://issue.test/ns/shop/sa/orders"],
+            &["orders.shop.svc"],
+        );
+        node.sign_raw(&cp, "shop", "orders-1", csr.into_bytes())
+            .await
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    for purpose in ["sslclient", "sslserver"] {
+        openssl_verify(
+            dir.path(),
+            &node.bundle_pem,
+            &with_dns.certificate_chain_pem,
+            purpose,
+        )
+        .unwrap_or_else(|e| panic!("workload certificate, {purpose}: {e}"));
+    }
+    openssl_verify(dir.path(), &node.bundle_pem, &node.chain_pem, "sslclient")
+        .unwrap_or_else(|e| panic!("node certificate: {e}"));
+    assert_eq!(
+        spiffe_id(&first_der(&node.chain_pem)).unwrap(),
+        "spiffe://issue.test/node/web-1"
+    );
+    assert_eq!(
+        spiffe_id(&first_der(&with_dns.certificate_chain_pem)).unwrap(),
+        "spiffe://issue.test/ns/shop/sa/orders"
+    );
+}
+
+#[tokio::test]
+async fn issued_leaf_follows_the_svid_profile_and_configured_lifetime() {
+    let (cp, mut admin) = shop("issue.test", &["--workload-ttl-secs", "600"]).await;
+    let node = attest(&cp, &mut admin, "web-1").await;
+
+    let orders = svid(&cp, &node, "orders-1", "orders").await;
+
+    let der = first_der(&orders.chain);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let constraints = leaf.basic_constraints().unwrap().unwrap().value;
+    assert!(!constraints.ca);
+    let usage = leaf.key_usage().unwrap().unwrap().value;
+    assert!(usage.digital_signature() && !usage.key_cert_sign() && !usage.key_encipherment());
+    let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.server_auth && eku.client_auth);
+    let validity = leaf.validity();
+    let lifetime = validity.not_after.timestamp() - validity.not_before.timestamp();
+    assert!(
+        (600..=600 + 301).contains(&lifetime),
+        "lifetime {lifetime}s"
+    );
+}
+
+#[tokio::test]
+async fn two_workloads_complete_mtls_and_see_each_others_identity() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+    let web1 = attest(&cp, &mut admin, "web-1").await;
+    let web2 = attest(&cp, &mut admin, "web-2").await;
+    let orders = svid(&cp, &web1, "orders-1", "orders").await;
+    let storefront = svid(&cp, &web2, "storefront-1", "storefront").await;
+
+    let (server_saw, client_saw) =
+        handshake(&orders.holder(), &storefront.holder(), &orders.bundle)
+            .await
+            .unwrap();
+
+    assert_eq!(server_saw, "spiffe://issue.test/ns/shop/sa/storefront");
+    assert_eq!(client_saw, "spiffe://issue.test/ns/shop/sa/orders");
+}
+
+#[tokio::test]
+async fn certificate_from_another_trust_domain_fails_the_handshake() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+    let (other, mut other_admin) = shop("other.test", &[]).await;
+    let ours = svid(
+        &cp,
+        &attest(&cp, &mut admin, "web-1").await,
+        "orders-1",
+        "orders",
+    )
+    .await;
+    let theirs = svid(
+        &other,
+        &attest(&other, &mut other_admin, "web-2").await,
+        "storefront-1",
+        "storefront",
+    )
+    .await;
+
+    let refused = handshake(&ours.holder(), &theirs.holder(), &ours.bundle).await;
+
+    let error = refused.unwrap_err();
+    assert!(
+        error.contains("server"),
+        "the server should refuse: {error}"
+    );
+}
+
+#[tokio::test]
+async fn expired_certificate_fails_the_handshake() {
+    let (cp, mut admin) = shop("issue.test", &["--workload-ttl-secs", "2"]).await;
+    let orders = svid(
+        &cp,
+        &attest(&cp, &mut admin, "web-1").await,
+        "orders-1",
+        "orders",
+    )
+    .await;
+    let storefront = svid(
+        &cp,
+        &attest(&cp, &mut admin, "web-2").await,
+        "storefront-1",
+        "storefront",
+    )
+    .await;
+    handshake(&orders.holder(), &storefront.holder(), &orders.bundle)
+        .await
+        .expect("fresh certificates pass");
+
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    let refused = handshake(&orders.holder(), &storefront.holder(), &orders.bundle).await;
+
+    let error = refused.unwrap_err();
+    assert!(error.to_lowercase().contains("expired"), "{error}");
+}
