@@ -156,7 +156,9 @@ fn certified_key(chain_pem: &str, key_pem: &SecretBytes) -> Result<Arc<Certified
         .key_provider
         .load_private_key(private_key(key_pem)?)
         .map_err(TlsError::Rustls)?;
-    Ok(Arc::new(CertifiedKey::new(certificates(chain_pem)?, key)))
+    let certified = CertifiedKey::new(certificates(chain_pem)?, key);
+    certified.keys_match()?;
+    Ok(Arc::new(certified))
 }
 
 /// The control plane's TLS: settings for the listener, the verifier that

@@ -70,6 +70,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Runs `palisade-cp init` into a new temporary directory.
     pub fn init(trust_domain: &str) -> anyhow::Result<Self> {
+        Self::init_with(trust_domain, &[])
+    }
+
+    /// Runs `palisade-cp init` with extra flags.
+    pub fn init_with(trust_domain: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let root = tempfile::tempdir()?;
         let data_dir = root.path().join("data");
         let master_key = root.path().join("master.key");
@@ -82,6 +87,7 @@ impl ControlPlane {
             .arg(trust_domain)
             .arg("--master-key-file")
             .arg(&master_key)
+            .args(extra)
             .output()?;
         if !output.status.success() {
             bail!("init failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -222,6 +228,11 @@ impl ControlPlane {
 
     /// Issues another admin certificate; the control plane must be stopped.
     pub fn issue_admin(&self, name: &str) -> anyhow::Result<Credentials> {
+        self.issue_admin_with(name, &[])
+    }
+
+    /// Issues another admin certificate with extra `admin-cert` flags.
+    pub fn issue_admin_with(&self, name: &str, extra: &[&str]) -> anyhow::Result<Credentials> {
         let out = self.root.path().join(format!("creds-{name}"));
         let output = Command::new(binary("palisade-cp"))
             .arg("admin-cert")
@@ -232,6 +243,7 @@ impl ControlPlane {
             .args(["--name", name])
             .arg("--out")
             .arg(&out)
+            .args(extra)
             .output()?;
         if !output.status.success() {
             bail!(

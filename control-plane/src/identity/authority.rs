@@ -247,15 +247,19 @@ impl Authority {
         Ok(revision)
     }
 
-    /// Reloads after a rotation, and gives the server a certificate from a
-    /// newly active CA.
+    /// Reloads after a rotation. A newly active CA first reissues the
+    /// server's certificate, so that whoever follows the key material finds
+    /// a certificate and key that belong together.
     async fn settle(&self, kind: KeyKind) -> Result<(), IdentityError> {
-        self.reload().await.map_err(material_error)?;
+        let material = KeyMaterial::load(&*self.store, &self.barrier, &self.trust_domain)
+            .await
+            .map_err(material_error)?;
         if kind == KeyKind::Ca {
-            self.ensure_server_certificate()
+            server_certificate::ensure_signed_by(&*self.store, &self.barrier, &material.signer)
                 .await
-                .map_err(material_error)?;
+                .map_err(|e| material_error(e.into()))?;
         }
+        self.material.send_replace(Arc::new(material));
         Ok(())
     }
 

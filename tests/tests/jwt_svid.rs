@@ -1,0 +1,161 @@
+//! JWT-SVIDs verify in an independent library: PyJWT fetches the JWKS from
+//! the control plane's HTTPS endpoint and checks the token. After a key
+//! rotation both keys verify until the old key's tokens expire; once the
+//! old key retires, its tokens no longer verify.
+
+use std::process::Command;
+use std::time::Duration;
+
+use palisade_tests::identity::{TestNode, join_token};
+use palisade_tests::{Admin, ControlPlane, apply, pb};
+
+const TD: &str = "jwt.test";
+const AUDIENCE: &str = "spiffe://jwt.test/ns/shop/sa/payments";
+
+const SHOP: &str = r#"
+kind: Node
+metadata: {name: web-1}
+spec: {}
+---
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec:
+  ports: [{port: 9090, protocol: grpc}]
+---
+kind: Workload
+metadata: {name: orders-1, namespace: shop}
+spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
+"#;
+
+/// Fetches the JWKS over HTTPS (trusting only the bundle) and verifies the
+/// token with PyJWT; prints the subject, or the error's type.
+const VERIFY: &str = r#"
+import json, ssl, sys, urllib.request
+import jwt
+url, cafile, token, audience = sys.argv[1:5]
+context = ssl.create_default_context(cafile=cafile)
+with urllib.request.urlopen(url, context=context, timeout=10) as response:
+    jwks = jwt.PyJWKSet.from_dict(json.load(response))
+kid = jwt.get_unverified_header(token)["kid"]
+try:
+    key = next(k for k in jwks.keys if k.key_id == kid)
+    claims = jwt.decode(token, key.key, algorithms=["ES256"], audience=audience)
+    print("ok", claims["sub"])
+except StopIteration:
+    print("error unknown-kid")
+except jwt.PyJWTError as error:
+    print("error", type(error).__name__)
+"#;
+
+struct Verifier {
+    python: std::path::PathBuf,
+    url: String,
+    cafile: std::path::PathBuf,
+}
+
+impl Verifier {
+    fn new(cp: &ControlPlane) -> Self {
+        let address = std::fs::read_to_string(cp.data_dir.join("jwks.addr")).unwrap();
+        Self {
+            python: palisade_tests::system::python_with(&["pyjwt", "cryptography"]),
+            url: format!("https://{}/.well-known/jwks.json", address.trim()),
+            cafile: cp.data_dir.join("ca.pem"),
+        }
+    }
+
+    fn verify(&self, token: &str) -> String {
+        let output = Command::new(&self.python)
+            .args(["-c", VERIFY, &self.url])
+            .arg(&self.cafile)
+            .args([token, AUDIENCE])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+async fn mint(cp: &ControlPlane, node: &TestNode) -> String {
+    let request = palisade_proto::identity::MintJwtSvidRequest {
+        namespace: "shop".into(),
+        workload: "orders-1".into(),
+        audiences: vec![AUDIENCE.into()],
+        ttl_seconds: 0,
+    };
+    let mut client = node.client(cp).await.unwrap();
+    client
+        .mint_jwt_svid(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+async fn rotate(admin: &mut Admin, step: &str) -> Result<pb::KeySet, tonic::Status> {
+    let kind = pb::KeyKind::Jwt as i32;
+    let reply = match step {
+        "prepare" => admin.prepare_key(pb::PrepareKeyRequest { kind }).await,
+        "activate" => {
+            let request = pb::ActivateKeyRequest {
+                kind,
+                ..Default::default()
+            };
+            admin.activate_key(request).await
+        }
+        _ => {
+            let request = pb::RetireKeyRequest {
+                kind,
+                ..Default::default()
+            };
+            admin.retire_key(request).await
+        }
+    };
+    reply.map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_verify_in_pyjwt_through_rotation_and_fail_once_their_key_retires() {
+    let mut cp = ControlPlane::init(TD).unwrap();
+    cp.start_with(&["--jwt-svid-ttl-secs", "3", "--auto-rotate", "false"])
+        .await
+        .unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, SHOP).await.unwrap();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    let node = TestNode::attest(&cp, "web-1", &token).await.unwrap();
+    let verifier = Verifier::new(&cp);
+    let subject = "ok spiffe://jwt.test/ns/shop/sa/orders";
+
+    let first = mint(&cp, &node).await;
+    assert_eq!(verifier.verify(&first), subject);
+
+    rotate(&mut admin, "prepare").await.unwrap();
+    rotate(&mut admin, "activate").await.unwrap();
+    let second = mint(&cp, &node).await;
+    assert_eq!(
+        verifier.verify(&first),
+        subject,
+        "the old key stays published"
+    );
+    assert_eq!(verifier.verify(&second), subject, "the new key signs");
+    let early = rotate(&mut admin, "retire").await.unwrap_err();
+    assert_eq!(
+        early.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        early.message()
+    );
+
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let retired = rotate(&mut admin, "retire").await.unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&retired.published).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(verifier.verify(&first), "error unknown-kid");
+    let third = mint(&cp, &node).await;
+    assert_eq!(verifier.verify(&third), subject);
+    assert_eq!(verifier.verify(&second), "error ExpiredSignatureError");
+}
