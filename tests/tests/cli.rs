@@ -82,3 +82,51 @@ fn assert_success(output: &Output) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn admin_registers_and_revokes_a_node_through_the_cli() {
+    let mut cp = ControlPlane::init("cli.test").unwrap();
+    cp.start().await.unwrap();
+    let config = cp.ctl_config();
+    assert_success(&ctl(&config, &["apply", "-f", SHOP]));
+
+    let created = ctl(
+        &config,
+        &["node", "token", "create", "--node", "web-1", "--ttl", "10m"],
+    );
+    let missing = ctl(&config, &["node", "token", "create", "--node", "web-9"]);
+    let revoked = ctl(
+        &config,
+        &["node", "revoke", "web-1", "--reason", "decommissioned"],
+    );
+    let status = ctl(&config, &["ca", "status"]);
+
+    assert_success(&created);
+    let token = stdout(&created).lines().next().unwrap().to_owned();
+    let (id, secret) = token.split_once('.').unwrap();
+    assert_eq!(id.len(), 16, "{token}");
+    assert!(secret.len() >= 43, "{token}");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Node web-9 does not exist"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert_success(&revoked);
+    assert!(
+        stdout(&revoked).contains("node web-1 revoked"),
+        "{}",
+        stdout(&revoked)
+    );
+    assert_success(&status);
+    assert!(stdout(&status).contains("active"), "{}", stdout(&status));
+    let audit = ctl(&config, &["audit", "list"]);
+    assert!(
+        !stdout(&audit).contains(secret),
+        "the token's secret reached the audit log"
+    );
+    assert!(
+        !cp.log().contains(secret),
+        "the token's secret reached the log"
+    );
+}
