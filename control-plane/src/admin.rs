@@ -12,14 +12,17 @@ use tonic::{Request, Response, Status};
 use crate::audit::AuditRecord;
 use crate::authz::{Grants, Permission};
 use crate::identity::authority::Authority;
+use crate::server::Planes;
 use crate::store::Store;
 use crate::tls::PeerVerifier;
+use crate::xds::runtime::Xds;
 
 mod apply;
 mod audit_log;
 mod delete;
 mod diff;
 mod error;
+mod fleet;
 mod keys;
 mod read;
 mod resource;
@@ -46,6 +49,7 @@ pub struct AdminService {
 struct State {
     store: Arc<dyn Store>,
     authority: Arc<Authority>,
+    xds: Arc<Xds>,
     peers: PeerMode,
     shutdown: watch::Receiver<bool>,
 }
@@ -60,14 +64,15 @@ impl AdminService {
     /// `shutdown` turns true when the server drains; open watches then end.
     pub fn new(
         store: Arc<dyn Store>,
-        authority: Arc<Authority>,
+        planes: Planes,
         peers: PeerMode,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             state: Arc::new(State {
                 store,
-                authority,
+                authority: planes.authority,
+                xds: planes.xds,
                 peers,
                 shutdown,
             }),
@@ -231,6 +236,14 @@ impl Admin for AdminService {
             identity: caller.identity,
             roles: caller.grants.roles,
         }))
+    }
+
+    async fn fleet_status(
+        &self,
+        request: Request<pb::FleetStatusRequest>,
+    ) -> Result<Response<pb::FleetStatusResponse>, Status> {
+        let caller = self.caller(&request, "status").await?;
+        self.fleet_status(&caller, request.into_inner()).await
     }
 
     async fn create_join_token(

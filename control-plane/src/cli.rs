@@ -18,6 +18,8 @@ use crate::server::bind;
 
 /// Exit code for bad configuration or usage.
 const EXIT_CONFIG: u8 = 64;
+/// Where `dev` serves xDS in plaintext.
+const DEV_XDS_PLAINTEXT_LISTEN: &str = "127.0.0.1:7445";
 /// Where `dev` serves the JWKS.
 const DEV_JWKS_LISTEN: &str = "127.0.0.1:7444";
 /// Upstream CA files larger than this are refused.
@@ -98,6 +100,10 @@ struct ServeArgs {
     /// Development only, and only on a loopback address.
     #[arg(long, env = "PALISADE_INSECURE_PLAINTEXT")]
     insecure_plaintext: bool,
+    /// Also serve xDS without TLS on this loopback address, believing the
+    /// node each client claims. Development only.
+    #[arg(long, env = "PALISADE_XDS_PLAINTEXT_LISTEN")]
+    xds_plaintext_listen: Option<String>,
     /// Seconds that in-flight calls get to finish on shutdown [default: 15].
     #[arg(long, env = "PALISADE_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
@@ -305,6 +311,7 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         log_format: args.log_format,
         log_level: args.log_level,
         insecure_plaintext: args.insecure_plaintext,
+        xds_plaintext_listen: args.xds_plaintext_listen,
         drain_timeout_secs: args.drain_timeout_secs,
         identity: args.identity.into(),
     };
@@ -354,6 +361,7 @@ async fn dev_command(args: DevArgs) -> anyhow::Result<()> {
             listen: Some(args.listen),
             log_format: Some(args.log_format),
             drain_timeout_secs: Some(5),
+            xds_plaintext_listen: Some(DEV_XDS_PLAINTEXT_LISTEN.into()),
             identity: IdentityOverrides {
                 jwks_listen: Some(DEV_JWKS_LISTEN.into()),
                 ..IdentityOverrides::default()

@@ -63,6 +63,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub insecure_plaintext: Option<bool>,
+    pub xds_plaintext_listen: Option<String>,
     pub drain_timeout_secs: Option<u64>,
     #[serde(default)]
     pub identity: IdentityFile,
@@ -78,6 +79,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub insecure_plaintext: bool,
+    pub xds_plaintext_listen: Option<String>,
     pub drain_timeout_secs: Option<u64>,
     pub identity: IdentityOverrides,
 }
@@ -91,6 +93,9 @@ pub struct ServeConfig {
     pub log: LogConfig,
     /// Serve the admin API without TLS. Development only; loopback only.
     pub insecure_plaintext: bool,
+    /// Also serve xDS without TLS here, believing the node each client
+    /// claims. Development only; loopback only.
+    pub xds_plaintext_listen: Option<SocketAddr>,
     pub drain_timeout: Duration,
     pub identity: IdentityConfig,
 }
@@ -133,7 +138,11 @@ impl ServeConfig {
             });
         }
 
+        let xds_plaintext_listen =
+            plaintext_xds(over.xds_plaintext_listen.or(file.xds_plaintext_listen))?;
+
         Ok(Self {
+            xds_plaintext_listen,
             data_dir: over
                 .data_dir
                 .or(file.data_dir)
@@ -156,6 +165,25 @@ impl ServeConfig {
             identity: IdentityConfig::resolve(file.identity, over.identity)?,
         })
     }
+}
+
+/// The plaintext xDS address, which must be on loopback.
+fn plaintext_xds(value: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let setting = "xds_plaintext_listen";
+    let address: SocketAddr = value.parse().map_err(|_| ConfigError::Invalid {
+        setting,
+        detail: format!("{value:?} is not an address like 127.0.0.1:7445"),
+    })?;
+    if !address.ip().is_loopback() {
+        return Err(ConfigError::Invalid {
+            setting,
+            detail: format!("plaintext xDS is allowed on loopback only, not on {address}"),
+        });
+    }
+    Ok(Some(address))
 }
 
 #[cfg(test)]
@@ -195,6 +223,23 @@ mod tests {
         let error = ServeConfig::resolve(FileConfig::default(), over).unwrap_err();
 
         assert!(error.to_string().contains("loopback only"), "{error}");
+    }
+
+    #[test]
+    fn plaintext_xds_off_loopback_is_refused() {
+        let over = Overrides {
+            xds_plaintext_listen: Some("0.0.0.0:7445".into()),
+            ..Overrides::default()
+        };
+
+        let error = ServeConfig::resolve(FileConfig::default(), over).unwrap_err();
+
+        assert!(
+            error
+                .to_string()
+                .starts_with("xds_plaintext_listen: plaintext xDS is allowed on loopback only"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()>
     if let Some(jwks) = config.identity.jwks_listen {
         println!("  JWKS          https://{jwks}/.well-known/jwks.json");
     }
+    if let Some(xds) = config.xds_plaintext_listen {
+        println!(
+            "  xDS           {xds} (plaintext, development only; mTLS xDS is on the admin port)"
+        );
+    }
     println!(
         "  credentials   {}/{{admin.pem,admin-key.pem,ca.pem}}",
         admin.display()
@@ -71,6 +76,13 @@ pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()>
     println!("  cargo run -q -p palisadectl -- whoami");
     println!("  cargo run -q -p palisadectl -- apply -f deploy/examples/shop.yaml");
     println!("  cargo run -q -p palisadectl -- get workloads -n shop");
+    if let Some(xds) = config.xds_plaintext_listen {
+        println!(
+            "  cargo run -q -p palisadectl -- bootstrap grpc --workload shop/orders-1 --insecure --xds-server {xds} > bootstrap.json"
+        );
+        println!("  GRPC_XDS_BOOTSTRAP=bootstrap.json <your gRPC client> xds:///orders.shop");
+    }
+    println!("  cargo run -q -p palisadectl -- status");
     Ok(())
 }
 

@@ -24,5 +24,6 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod xds;
 
 mod fsutil;

@@ -12,10 +12,11 @@ use crate::config::ServeConfig;
 use crate::data_dir::{DataDir, Opened, keys};
 use crate::identity::authority::Authority;
 use crate::identity::jwks_http;
-use crate::server::{Listening, run};
+use crate::server::{Listening, Planes, run};
 use crate::store::Store;
 use crate::tasks::AbortOnDrop;
 use crate::tls::TlsSettings;
+use crate::xds::runtime::Xds;
 
 mod followers;
 
@@ -58,13 +59,26 @@ pub async fn serve_opened(
     let _jwks = serve_jwks(&authority, config, settings.as_ref(), &dir).await?;
     let _schedule = crate::identity::schedule::spawn(authority.clone());
 
+    // xDS, compiled from the store and kept current.
+    let xds = Arc::new(
+        Xds::start(store.clone(), authority.clone())
+            .await
+            .context("loading the xDS world")?,
+    );
+
+    let _plaintext_xds = match config.xds_plaintext_listen {
+        Some(address) => Some(serve_plaintext_xds(&xds, address, &dir).await?),
+        None => None,
+    };
+
     let listening = Listening {
         listener,
         tls,
         peers,
         drain_timeout: config.drain_timeout,
     };
-    run(store, authority, listening, shutdown_signal()).await
+    let planes = Planes { authority, xds };
+    run(store, planes, listening, shutdown_signal()).await
 }
 
 /// The server's TLS settings from the current bundle and its certificate.
@@ -130,6 +144,44 @@ async fn serve_jwks(
         }
     });
     Ok(Some(AbortOnDrop(task)))
+}
+
+/// Serves ADS alone, without TLS, on a loopback address, recording it in
+/// `<data-dir>/xds-plaintext.addr`. Development only: the node id a client
+/// claims is believed.
+async fn serve_plaintext_xds(
+    xds: &Xds,
+    address: std::net::SocketAddr,
+    dir: &DataDir,
+) -> anyhow::Result<AbortOnDrop> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding plaintext xDS on {address}"))?;
+    let bound = listener.local_addr()?;
+    crate::fsutil::write_public(
+        &dir.root().join("xds-plaintext.addr"),
+        bound.to_string().as_bytes(),
+    )
+    .context("recording the plaintext xDS address")?;
+    tracing::warn!(address = %bound, "xDS is also served in plaintext: development only, clients are believed");
+
+    let (keep_serving, shutdown) = tokio::sync::watch::channel(false);
+    let ads = AggregatedDiscoveryServiceServer::new(xds.service(None, shutdown))
+        .max_decoding_message_size(xds.limits().max_request_bytes);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        let _keep_serving = keep_serving;
+        let served = tonic::transport::Server::builder()
+            .add_service(ads)
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "plaintext xDS stopped");
+        }
+    });
+    Ok(AbortOnDrop(task))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use palisade_proto::admin::admin_server::AdminServer;
 use palisade_proto::identity::identity_server::IdentityServer;
 use tokio::net::{TcpListener, TcpStream};
@@ -23,11 +24,19 @@ use crate::identity::authority::Authority;
 use crate::identity::service::IdentityService;
 use crate::limits::{MAX_REQUEST_BYTES, RequestLimitLayer};
 use crate::store::Store;
+use crate::xds::runtime::Xds;
 
 /// Largest response the admin API sends (a List of 10,000 resources fits).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control plane's parts that the services share.
+#[derive(Clone, Debug)]
+pub struct Planes {
+    pub authority: Arc<Authority>,
+    pub xds: Arc<Xds>,
+}
 
 /// How the server listens.
 pub struct Listening {
@@ -53,7 +62,7 @@ pub async fn bind(address: SocketAddr, data_dir: &Path) -> anyhow::Result<TcpLis
 /// Serves until `signal` resolves, then drains and flushes the store.
 pub async fn run(
     store: Arc<dyn Store>,
-    authority: Arc<Authority>,
+    planes: Planes,
     listening: Listening,
     signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -75,11 +84,15 @@ pub async fn run(
         PeerMode::Mtls(verifier) => Some(verifier.clone()),
         PeerMode::Plaintext { .. } => None,
     };
-    let identity = IdentityServer::new(IdentityService::new(authority.clone(), node_peers))
+    let ads = planes.xds.service(node_peers.clone(), draining.clone());
+    let ads = AggregatedDiscoveryServiceServer::new(ads)
+        .max_decoding_message_size(planes.xds.limits().max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let identity = IdentityServer::new(IdentityService::new(planes.authority.clone(), node_peers))
         .max_decoding_message_size(identity::service::MAX_REQUEST_BYTES);
     let admin = AdminServer::new(AdminService::new(
         store.clone(),
-        authority,
+        planes,
         listening.peers,
         draining.clone(),
     ))
@@ -93,7 +106,8 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(admin)
-        .add_service(identity);
+        .add_service(identity)
+        .add_service(ads);
     let mut until_drained = draining.clone();
     let stop = async move {
         let _ = until_drained.wait_for(|draining| *draining).await;

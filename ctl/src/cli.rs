@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    admin::AdminArgs, apply::ApplyArgs, audit::AuditArgs, completion::CompletionArgs,
-    delete::DeleteArgs, diff::DiffArgs, get::GetArgs, get::ListArgs, keys::KeyArgs, node::NodeArgs,
-    watch::WatchArgs,
+    admin::AdminArgs, apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs,
+    completion::CompletionArgs, delete::DeleteArgs, diff::DiffArgs, get::GetArgs, get::ListArgs,
+    keys::KeyArgs, node::NodeArgs, status::StatusArgs, watch::WatchArgs,
 };
 
 /// Administers a Palisade control plane: applies and reads resources, watches
@@ -71,12 +71,18 @@ pub enum Command {
     Admin(AdminArgs),
     /// Join tokens for nodes, and node revocation.
     Node(NodeArgs),
+    /// The xDS streams connected to the control plane: what each
+    /// acknowledged, how far behind it is, its last rejection.
+    Status(StatusArgs),
     /// The certificate authorities and their rotation.
     Ca(KeyArgs),
     /// The JWT signing keys and their rotation.
     JwtKey(KeyArgs),
     /// Shows who the control plane thinks you are, and your roles.
     Whoami,
+    /// Prints the xDS bootstrap for an Envoy or proxyless gRPC client of a
+    /// workload.
+    Bootstrap(BootstrapArgs),
     /// Prints a shell completion script.
     Completion(CompletionArgs),
     /// Prints palisadectl's version.

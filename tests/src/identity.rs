@@ -59,14 +59,31 @@ pub async fn anonymous(cp: &ControlPlane) -> anyhow::Result<Client> {
 }
 
 async fn connect(cp: &ControlPlane, tls: ClientTlsConfig) -> anyhow::Result<Client> {
+    Ok(IdentityClient::new(tls_channel(cp, tls).await?))
+}
+
+/// A channel to the control plane presenting `chain_pem` and `key_pem`.
+pub async fn mtls_channel(
+    cp: &ControlPlane,
+    chain_pem: &str,
+    key_pem: &str,
+    bundle_pem: &str,
+) -> anyhow::Result<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(bundle_pem))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(chain_pem, key_pem));
+    tls_channel(cp, tls).await
+}
+
+async fn tls_channel(cp: &ControlPlane, tls: ClientTlsConfig) -> anyhow::Result<Channel> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let channel = Channel::from_shared(format!("https://{}", cp.address()))?
+    Channel::from_shared(format!("https://{}", cp.address()))?
         .tls_config(tls)?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .context("connecting to the identity API")?;
-    Ok(IdentityClient::new(channel))
+        .context("connecting to the control plane")
 }
 
 /// A node that attested: its key, certificate chain and bundle.
@@ -117,12 +134,19 @@ impl TestNode {
 
     /// An identity API client authenticated by this node's certificate.
     pub async fn client(&self, cp: &ControlPlane) -> anyhow::Result<Client> {
-        let identity = Identity::from_pem(&self.chain_pem, self.key.serialize_pem());
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.bundle_pem))
-            .domain_name("localhost")
-            .identity(identity);
-        connect(cp, tls).await
+        Ok(IdentityClient::new(self.channel(cp).await?))
+    }
+
+    /// A channel to the control plane authenticated by this node's
+    /// certificate.
+    pub async fn channel(&self, cp: &ControlPlane) -> anyhow::Result<Channel> {
+        mtls_channel(
+            cp,
+            &self.chain_pem,
+            &self.key.serialize_pem(),
+            &self.bundle_pem,
+        )
+        .await
     }
 
     /// Asks for a workload certificate with a CSR of the caller's making.

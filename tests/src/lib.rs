@@ -20,6 +20,7 @@ pub mod identity;
 pub mod mtls;
 pub mod system;
 pub mod x509;
+pub mod xds;
 
 /// The admin API client type.
 pub type Admin = AdminClient<Channel>;

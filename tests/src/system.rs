@@ -41,16 +41,18 @@ fn runs(command: &str) -> bool {
 /// PyPI packages, made once and reused. Returns its python.
 pub fn python_with(packages: &[&str]) -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let venv = crate::target_dir().join("palisade-test-venv");
-        let python = venv.join("bin").join("python");
-        if !python.exists() {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        }
-        install(&python, packages);
-        python
-    })
-    .clone()
+    let python = VENV
+        .get_or_init(|| {
+            let venv = crate::target_dir().join("palisade-test-venv");
+            let python = venv.join("bin").join("python");
+            if !python.exists() {
+                run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+            }
+            python
+        })
+        .clone();
+    install(&python, packages);
+    python
 }
 
 fn install(python: &Path, packages: &[&str]) {
@@ -70,6 +72,9 @@ fn install(python: &Path, packages: &[&str]) {
 fn has_module(python: &Path, package: &str) -> bool {
     let module = match package {
         "pyjwt" => "jwt",
+        "grpcio" => "grpc",
+        "grpcio-health-checking" => "grpc_health",
+        "grpcio-csds" => "grpc_csds",
         other => other,
     };
     Command::new(python)

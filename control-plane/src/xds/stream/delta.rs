@@ -1,0 +1,274 @@
+//! Incremental (delta) ADS: responses carry only the resources that changed
+//! for the client and the names of those removed.
+//!
+//! The stream keeps, per type, what the client is believed to hold: on
+//! reconnect the client says so in `initial_resource_versions`, and what it
+//! already has at the current version is not sent again. Subscribing `*`
+//! asks for every resource of the type; a first request naming nothing does
+//! the same for types that default to the wildcard, unless it subscribes and
+//! unsubscribes `*` at once, which asks for nothing yet. The first request
+//! of each type is always answered, if need be with an empty response.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::sotw::{check_open, end_on_bad_message};
+use super::{Context, send, wildcard_by_default};
+use crate::xds::fleet::Nack;
+use crate::xds::view::View;
+
+type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+/// One type's state on the stream.
+#[derive(Debug, Default)]
+struct TypeState {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the client holds, name to version, as far as we know.
+    held: BTreeMap<String, String>,
+    /// Subscribed names already reported as not existing.
+    reported_absent: BTreeSet<String>,
+    /// The newest response's nonce and revision.
+    pending: Option<(String, u64)>,
+    /// Whether a request for the type was seen.
+    started: bool,
+}
+
+/// Serves one stream until the client leaves or breaks a rule.
+pub async fn run(
+    mut context: Context,
+    first: DeltaDiscoveryRequest,
+    mut inbound: Streaming<DeltaDiscoveryRequest>,
+    tx: Tx,
+) {
+    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
+    if let Err(status) = handle(&mut context, &mut types, first, &tx).await {
+        let _ = tx.send(Err(status)).await;
+        return;
+    }
+
+    loop {
+        tokio::select! {
+            _ = super::draining(&mut context.shutdown) => {
+                let _ = tx.send(Err(super::drained())).await;
+                return;
+            }
+            message = inbound.message() => {
+                let request = match message {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(status) => return end_on_bad_message(&tx, status).await,
+                };
+                if let Err(status) = handle(&mut context, &mut types, request, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
+            changed = context.view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if let Err(status) = push_all(&mut context, &mut types, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    context: &mut Context,
+    types: &mut BTreeMap<String, TypeState>,
+    request: DeltaDiscoveryRequest,
+    tx: &Tx,
+) -> Result<(), Status> {
+    let names = request.resource_names_subscribe.len() + request.resource_names_unsubscribe.len();
+    context.admit(names + request.initial_resource_versions.len())?;
+    if request.type_url.is_empty() {
+        return Err(Status::invalid_argument("type_url: must not be empty"));
+    }
+    let state = types.entry(request.type_url.clone()).or_default();
+
+    if !request.response_nonce.is_empty() {
+        record_answer(context, &request, state);
+    }
+    let first = !state.started;
+    state.started = true;
+    subscribe(state, &request, first);
+
+    push(context, &request.type_url, state, tx, first).await
+}
+
+fn record_answer(context: &Context, request: &DeltaDiscoveryRequest, state: &mut TypeState) {
+    let Some((nonce, revision)) = state.pending.clone() else {
+        return;
+    };
+    if nonce != request.response_nonce {
+        tracing::debug!(nonce = %request.response_nonce, "stale nonce");
+        return;
+    }
+
+    match &request.error_detail {
+        Some(error) => {
+            tracing::warn!(client = %context.client, type_url = %request.type_url, revision, error = %error.message, "xDS response rejected");
+            let nack = Nack {
+                version: revision.to_string(),
+                error: error.message.clone(),
+                at: std::time::SystemTime::now(),
+            };
+            context.fleet.update(context.id(), &request.type_url, |t| {
+                t.last_nack = Some(nack)
+            });
+        }
+        None => {
+            let held = state.held.clone();
+            context.fleet.update(context.id(), &request.type_url, |t| {
+                t.acked_revision = Some(revision);
+                t.held = held;
+            });
+        }
+    }
+}
+
+fn subscribe(state: &mut TypeState, request: &DeltaDiscoveryRequest, first: bool) {
+    let star = |names: &[String]| names.iter().any(|n| n == "*");
+    let subscribes_star = star(&request.resource_names_subscribe);
+    let unsubscribes_star = star(&request.resource_names_unsubscribe);
+
+    if first {
+        state.wildcard = request.resource_names_subscribe.is_empty()
+            && !unsubscribes_star
+            && wildcard_by_default(&request.type_url);
+        state.held.extend(
+            request
+                .initial_resource_versions
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone())),
+        );
+    }
+    if subscribes_star {
+        state.wildcard = true;
+    }
+    if unsubscribes_star {
+        state.wildcard = false;
+    }
+
+    for name in request
+        .resource_names_subscribe
+        .iter()
+        .filter(|n| *n != "*")
+    {
+        state.names.insert(name.clone());
+    }
+    for name in request
+        .resource_names_unsubscribe
+        .iter()
+        .filter(|n| *n != "*")
+    {
+        state.names.remove(name);
+        state.held.remove(name);
+        state.reported_absent.remove(name);
+    }
+}
+
+async fn push_all(
+    context: &mut Context,
+    types: &mut BTreeMap<String, TypeState>,
+    tx: &Tx,
+) -> Result<(), Status> {
+    for (type_url, state) in types.iter_mut() {
+        push(context, type_url, state, tx, false).await?;
+    }
+    Ok(())
+}
+
+/// Sends what changed for the type since the client's holdings.
+/// `answer_empty` answers even when nothing did: the first request of a
+/// type always gets an answer, so a client that resumed with everything
+/// current, or asked for a type the server does not know, hears so at once.
+async fn push(
+    context: &mut Context,
+    type_url: &str,
+    state: &mut TypeState,
+    tx: &Tx,
+    answer_empty: bool,
+) -> Result<(), Status> {
+    let view = context.current();
+    check_open(&view)?;
+    let (resources, removed) = difference(&view, type_url, state);
+    if resources.is_empty() && removed.is_empty() && !answer_empty {
+        return Ok(());
+    }
+    if answer_empty && view.of(type_url).is_none() {
+        tracing::debug!(type_url, "unknown type URL; answering with nothing");
+    }
+
+    for resource in &resources {
+        state
+            .held
+            .insert(resource.name.clone(), resource.version.clone());
+    }
+    for name in &removed {
+        if state.held.remove(name).is_none() {
+            state.reported_absent.insert(name.clone());
+        }
+    }
+    let nonce = context.next_nonce();
+    state.pending = Some((nonce.clone(), view.revision));
+    let subscribed = (!state.wildcard).then_some(state.names.len());
+    context.fleet.update(context.id(), type_url, |t| {
+        t.subscribed = subscribed;
+        t.sent_revision = Some(view.revision);
+    });
+
+    let response = DeltaDiscoveryResponse {
+        system_version_info: view.revision.to_string(),
+        resources,
+        type_url: type_url.to_owned(),
+        removed_resources: removed,
+        nonce,
+        ..Default::default()
+    };
+    if !send(tx, response).await {
+        return Err(Status::cancelled("the client is gone"));
+    }
+    Ok(())
+}
+
+/// What the client lacks of what it subscribed to, and what it holds that
+/// is gone or never existed.
+fn difference(view: &View, type_url: &str, state: &TypeState) -> (Vec<Resource>, Vec<String>) {
+    let empty = Default::default();
+    let resources = view.of(type_url).unwrap_or(&empty);
+    let wanted = |name: &str| state.wildcard || state.names.contains(name);
+
+    let changed: Vec<Resource> = resources
+        .values()
+        .filter(|served| wanted(&served.name))
+        .filter(|served| state.held.get(&served.name) != Some(&served.version))
+        .map(|served| Resource {
+            name: served.name.clone(),
+            version: served.version.clone(),
+            resource: Some(served.any.clone()),
+            ..Default::default()
+        })
+        .collect();
+
+    let gone = state
+        .held
+        .keys()
+        .filter(|name| !resources.contains_key(*name));
+    let absent = state
+        .names
+        .iter()
+        .filter(|name| !resources.contains_key(*name) && !state.held.contains_key(*name))
+        .filter(|name| !state.reported_absent.contains(*name));
+    let removed: Vec<String> = gone.chain(absent).cloned().collect();
+    (changed, removed)
+}

@@ -1,0 +1,254 @@
+//! State-of-the-world ADS: every response for a type carries the whole set
+//! the client subscribed to; a resource missing from it was removed.
+//!
+//! A request that echoes the nonce of the newest response for its type
+//! acknowledges it (or rejects it, with `error_detail`); one with an older
+//! nonce is stale and ignored. A rejected set is not sent again: the next
+//! response for the type waits until the view holds something else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::{Context, send, wildcard_by_default};
+use crate::xds::fleet::Nack;
+use crate::xds::view::View;
+
+type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+/// What was last sent for a type.
+#[derive(Debug)]
+struct Sent {
+    nonce: String,
+    revision: u64,
+    /// Name to version.
+    content: BTreeMap<String, String>,
+}
+
+/// One type's subscription on the stream.
+#[derive(Debug, Default)]
+struct TypeState {
+    /// `None` subscribes to every resource of the type.
+    names: Option<BTreeSet<String>>,
+    sent: Option<Sent>,
+    /// What the client rejected, not to be sent again.
+    rejected: Option<BTreeMap<String, String>>,
+}
+
+/// Serves one stream until the client leaves or breaks a rule.
+pub async fn run(
+    mut context: Context,
+    first: DiscoveryRequest,
+    mut inbound: Streaming<DiscoveryRequest>,
+    tx: Tx,
+) {
+    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
+    if let Err(status) = handle(&mut context, &mut types, first, &tx).await {
+        let _ = tx.send(Err(status)).await;
+        return;
+    }
+
+    loop {
+        tokio::select! {
+            _ = super::draining(&mut context.shutdown) => {
+                let _ = tx.send(Err(super::drained())).await;
+                return;
+            }
+            message = inbound.message() => {
+                let request = match message {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(status) => return end_on_bad_message(&tx, status).await,
+                };
+                if let Err(status) = handle(&mut context, &mut types, request, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
+            changed = context.view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if let Err(status) = push_all(&mut context, &mut types, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Ends a stream whose client sent something that is not a request.
+pub(super) async fn end_on_bad_message<T>(tx: &mpsc::Sender<Result<T, Status>>, status: Status) {
+    tracing::debug!(%status, "xDS stream ended by the client");
+    if status.code() == tonic::Code::Internal || status.code() == tonic::Code::InvalidArgument {
+        let _ = tx
+            .send(Err(Status::invalid_argument(format!(
+                "the request could not be read: {}",
+                status.message()
+            ))))
+            .await;
+    }
+}
+
+async fn handle(
+    context: &mut Context,
+    types: &mut BTreeMap<String, TypeState>,
+    request: DiscoveryRequest,
+    tx: &Tx,
+) -> Result<(), Status> {
+    context.admit(request.resource_names.len())?;
+    if request.type_url.is_empty() {
+        return Err(Status::invalid_argument("type_url: must not be empty"));
+    }
+    let state = types.entry(request.type_url.clone()).or_default();
+
+    // An answer to an earlier response: stale, an ACK, or a NACK.
+    if !request.response_nonce.is_empty() {
+        let Some(sent) = &state.sent else {
+            tracing::debug!(nonce = %request.response_nonce, "nonce before any response; ignored");
+            return Ok(());
+        };
+        if sent.nonce != request.response_nonce {
+            tracing::debug!(nonce = %request.response_nonce, "stale nonce; request ignored");
+            return Ok(());
+        }
+        record_answer(context, &request, state);
+    }
+
+    // The subscription.
+    let names = subscription(&request);
+    let changed = state.names != names || state.sent.is_none();
+    state.names = names;
+    if changed {
+        push(context, &request.type_url, state, tx, true).await?;
+    }
+    Ok(())
+}
+
+fn record_answer(context: &Context, request: &DiscoveryRequest, state: &mut TypeState) {
+    let sent = state.sent.as_ref().expect("checked by the caller");
+    let (revision, content) = (sent.revision, sent.content.clone());
+
+    match &request.error_detail {
+        Some(error) => {
+            tracing::warn!(client = %context.client, type_url = %request.type_url, revision, error = %error.message, "xDS response rejected");
+            state.rejected = Some(content);
+            let nack = Nack {
+                version: revision.to_string(),
+                error: error.message.clone(),
+                at: std::time::SystemTime::now(),
+            };
+            context.fleet.update(context.id(), &request.type_url, |t| {
+                t.last_nack = Some(nack)
+            });
+        }
+        None => {
+            state.rejected = None;
+            context.fleet.update(context.id(), &request.type_url, |t| {
+                t.acked_revision = Some(revision);
+                t.held = content;
+            });
+        }
+    }
+}
+
+fn subscription(request: &DiscoveryRequest) -> Option<BTreeSet<String>> {
+    let names = &request.resource_names;
+    if names.iter().any(|n| n == "*")
+        || (names.is_empty() && wildcard_by_default(&request.type_url))
+    {
+        return None;
+    }
+    Some(names.iter().cloned().collect())
+}
+
+async fn push_all(
+    context: &mut Context,
+    types: &mut BTreeMap<String, TypeState>,
+    tx: &Tx,
+) -> Result<(), Status> {
+    for (type_url, state) in types.iter_mut() {
+        push(context, type_url, state, tx, false).await?;
+    }
+    Ok(())
+}
+
+/// Sends the type's current set, if it differs from what the client has
+/// and was not rejected before; `force` answers a new subscription even
+/// when it does.
+async fn push(
+    context: &mut Context,
+    type_url: &str,
+    state: &mut TypeState,
+    tx: &Tx,
+    force: bool,
+) -> Result<(), Status> {
+    let view = context.current();
+    check_open(&view)?;
+    let selected = select(&view, type_url, state.names.as_ref());
+    let content: BTreeMap<String, String> = selected
+        .iter()
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .collect();
+
+    let unchanged = state.sent.as_ref().is_some_and(|s| s.content == content);
+    if (unchanged && !force) || state.rejected.as_ref() == Some(&content) {
+        return Ok(());
+    }
+
+    let nonce = context.next_nonce();
+    let response = DiscoveryResponse {
+        version_info: view.revision.to_string(),
+        resources: selected.iter().map(|s| s.any.clone()).collect(),
+        type_url: type_url.to_owned(),
+        nonce: nonce.clone(),
+        ..Default::default()
+    };
+    let subscribed = state.names.as_ref().map(BTreeSet::len);
+    context.fleet.update(context.id(), type_url, |t| {
+        t.subscribed = subscribed;
+        t.sent_revision = Some(view.revision);
+    });
+    state.sent = Some(Sent {
+        nonce,
+        revision: view.revision,
+        content,
+    });
+
+    if !send(tx, response).await {
+        return Err(Status::cancelled("the client is gone"));
+    }
+    Ok(())
+}
+
+/// The resources of a type the subscription selects; nothing for a type the
+/// view does not know.
+fn select(
+    view: &View,
+    type_url: &str,
+    names: Option<&BTreeSet<String>>,
+) -> Vec<Arc<crate::xds::view::Served>> {
+    let Some(resources) = view.of(type_url) else {
+        tracing::debug!(type_url, "unknown type URL; answering with nothing");
+        return Vec::new();
+    };
+    match names {
+        None => resources.values().cloned().collect(),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| resources.get(n).cloned())
+            .collect(),
+    }
+}
+
+/// Ends the stream of a client whose view was closed, e.g. on revocation.
+pub(super) fn check_open(view: &View) -> Result<(), Status> {
+    match &view.closed {
+        Some(reason) => Err(Status::permission_denied(reason.clone())),
+        None => Ok(()),
+    }
+}

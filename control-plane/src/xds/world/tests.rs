@@ -1,0 +1,143 @@
+use super::*;
+
+fn stored(yaml: &str, revision: u64) -> Vec<StoredResource> {
+    palisade_model::parse_and_validate(yaml)
+        .unwrap()
+        .into_iter()
+        .map(|document| StoredResource {
+            key: document.key().store_key(),
+            revision,
+            create_revision: revision,
+            document: document.to_json(),
+        })
+        .collect()
+}
+
+const SHOP: &str = r#"
+kind: Node
+metadata: {name: web-1}
+spec: {address: 10.0.0.1}
+---
+kind: Node
+metadata: {name: web-2}
+spec: {address: 10.0.0.2}
+---
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec: {ports: [{port: 9090, protocol: grpc}]}
+---
+kind: Service
+metadata: {name: storefront, namespace: shop}
+spec: {ports: [{port: 8080, protocol: http}]}
+---
+kind: Workload
+metadata: {name: orders-1, namespace: shop}
+spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
+---
+kind: Workload
+metadata: {name: storefront-1, namespace: shop}
+spec: {service: storefront, node: web-2, appPort: 8080, inboundPort: 15008}
+---
+kind: AuthorizationPolicy
+metadata: {name: orders-from-storefront, namespace: shop}
+spec:
+  targetService: orders
+  rules:
+    - from: [{identities: ["spiffe://td/ns/shop/sa/storefront"]}]
+"#;
+
+fn shop() -> World {
+    let mut world = World::new("td");
+    for resource in stored(SHOP, 1) {
+        world.insert(&resource);
+    }
+    world
+}
+
+#[test]
+fn loaded_world_indexes_workloads_by_node_and_service() {
+    let world = shop();
+
+    let on_web1: Vec<&str> = world
+        .workloads_on("web-1")
+        .map(|((_, n), _)| n.as_str())
+        .collect();
+    let orders = ("shop".to_owned(), "orders".to_owned());
+
+    assert_eq!(on_web1, ["orders-1"]);
+    assert_eq!(
+        world.nodes_hosting(&orders),
+        BTreeSet::from(["web-1".to_owned()])
+    );
+    assert_eq!(
+        world.service_identity(&orders).unwrap(),
+        "spiffe://td/ns/shop/sa/orders"
+    );
+}
+
+#[test]
+fn allow_policy_makes_the_target_callable_only_by_its_sources() {
+    let world = shop();
+    let orders = ("shop".to_owned(), "orders".to_owned());
+
+    assert!(
+        world
+            .callable_by("spiffe://td/ns/shop/sa/storefront", "shop")
+            .contains(&orders)
+    );
+    assert!(
+        world
+            .callable_by("spiffe://td/ns/shop/sa/orders", "shop")
+            .is_empty()
+    );
+}
+
+#[test]
+fn moving_a_workload_touches_both_nodes_and_its_service() {
+    let mut world = shop();
+    let moved = "kind: Workload\nmetadata: {name: orders-1, namespace: shop}\n\
+                 spec: {service: orders, node: web-2, appPort: 9090, inboundPort: 15008}\n";
+
+    let touched = world.change(&ChangeEvent {
+        action: ChangeAction::Updated,
+        resource: stored(moved, 2).remove(0),
+    });
+
+    assert_eq!(
+        touched.nodes,
+        BTreeSet::from(["web-1".to_owned(), "web-2".to_owned()])
+    );
+    assert_eq!(
+        touched.services,
+        BTreeSet::from([("shop".to_owned(), "orders".to_owned())])
+    );
+    assert!(!touched.everything);
+}
+
+#[test]
+fn deleting_a_policy_touches_everything_and_removes_it() {
+    let mut world = shop();
+    let mut policy = stored(SHOP, 1).pop().unwrap();
+    policy.revision = 3;
+
+    let touched = world.change(&ChangeEvent {
+        action: ChangeAction::Deleted,
+        resource: policy,
+    });
+
+    assert!(touched.everything);
+    assert!(world.policies.is_empty());
+}
+
+#[test]
+fn records_of_other_kinds_are_ignored() {
+    let mut world = shop();
+    let record = StoredResource {
+        key: "IssuedCertificate/web-1/abcd".into(),
+        revision: 4,
+        create_revision: 4,
+        document: "{}".into(),
+    };
+
+    assert!(world.insert(&record).is_empty());
+}
