@@ -15,7 +15,6 @@ use tokio::sync::broadcast;
 
 use crate::audit::{AuditEntry, AuditRecord, Verification};
 
-mod commit;
 pub mod sled;
 pub mod watch;
 

@@ -3,25 +3,26 @@
 //! Trees: `resources` (key to revision header and JSON document), `changes`
 //! (revision to change batch), `audit` (sequence to entry), `meta` (format,
 //! revision, audit head) and `system` (sealed keys and settings). Writers
-//! commit one sled transaction each under a lock, which is short because it
-//! touches memory only, then share flushes through [`GroupCommit`].
+//! queue their writes for the committer thread, which commits whatever is
+//! queued as one sled transaction and syncs once for all of it.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, OnceLock};
 
-use ::sled::transaction::{ConflictableTransactionError, TransactionError};
-use ::sled::{Db, Transactional, Tree};
+use ::sled::transaction::TransactionError;
+use ::sled::{Db, Tree};
 use async_trait::async_trait;
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, oneshot};
 
-use super::commit::GroupCommit;
-use super::{
-    ChangeAction, ChangeBatch, ChangeEvent, Mutation, Precondition, ResourcePage, Revision, Store,
-    StoreError, StoredResource, WriteRequest,
-};
+use super::{ChangeBatch, ResourcePage, Revision, Store, StoreError, StoredResource, WriteRequest};
 use crate::audit::{AuditChain, AuditEntry, AuditRecord, GENESIS_HASH, Verification};
+use committer::{Committer, Job};
+use durable::Durability;
 
+mod committer;
+mod durable;
+mod group;
 mod integrity;
 #[cfg(test)]
 mod tests;
@@ -37,7 +38,6 @@ const CHANGE_CHANNEL: usize = 4096;
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
-    _flusher: Arc<AbortOnDrop>,
 }
 
 struct Trees {
@@ -52,56 +52,57 @@ struct Trees {
 struct Inner {
     trees: Trees,
     chain: AuditChain,
-    writer: Mutex<WriterState>,
-    commit: Arc<GroupCommit>,
+    /// The committer's queue; dropping it stops the committer.
+    jobs: Sender<Job>,
     events: broadcast::Sender<Arc<ChangeBatch>>,
     durable_revision: std::sync::atomic::AtomicU64,
-}
-
-/// What only the writer lock's holder may touch.
-struct WriterState {
-    revision: Revision,
-    audit_sequence: u64,
-    audit_hash: String,
-    ticket: u64,
-    pending: Vec<Arc<ChangeBatch>>,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    /// Set once a flush failed; the store then takes no more writes.
+    failure: OnceLock<String>,
+    /// Where the database lives, for syncing outside the committer.
+    path: std::path::PathBuf,
 }
 
 impl SledStore {
     /// Opens (or creates) the store at `path`, checks its integrity, and
-    /// starts its flusher. Must be called inside a Tokio runtime.
+    /// starts its committer thread.
     pub fn open(path: &Path, chain: AuditChain) -> Result<Self, StoreError> {
         let trees = open_trees(path)?;
         let head = integrity::check(&trees)?;
 
+        let (jobs, queue) = mpsc::channel();
         let inner = Arc::new(Inner {
-            writer: Mutex::new(WriterState {
-                revision: head.revision,
-                audit_sequence: head.audit_sequence,
-                audit_hash: head.audit_hash,
-                ticket: 0,
-                pending: Vec::new(),
-            }),
             durable_revision: head.revision.into(),
             trees,
             chain,
-            commit: Arc::new(GroupCommit::new()),
+            jobs,
             events: broadcast::channel(CHANGE_CHANNEL).0,
+            failure: OnceLock::new(),
+            path: path.to_owned(),
         });
 
-        let flusher = tokio::spawn(flush_loop(Arc::downgrade(&inner), inner.commit.clone()));
-        Ok(Self {
-            inner,
-            _flusher: Arc::new(AbortOnDrop(flusher)),
-        })
+        let open_error = |what: &str, e: std::io::Error| StoreError::Open {
+            path: path.display().to_string(),
+            detail: format!("{what}: {e}"),
+        };
+        let durability = Durability::open(path).map_err(|e| open_error("opening the log", e))?;
+        Committer::spawn(Arc::downgrade(&inner), queue, head, durability)
+            .map_err(|e| open_error("starting the committer", e))?;
+        Ok(Self { inner })
+    }
+
+    /// Queues a job for the committer and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        if let Some(failure) = self.inner.failure.get() {
+            return Err(StoreError::Failed(failure.clone()));
+        }
+        let stopped = || StoreError::Failed("the store's committer stopped".into());
+
+        let (tx, rx) = oneshot::channel();
+        self.inner.jobs.send(job(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -139,219 +140,6 @@ fn open_trees(path: &Path) -> Result<Trees, StoreError> {
     })
 }
 
-/// Runs for the store's lifetime: flushes whenever writers wait, then
-/// publishes what became durable. It holds the store only while flushing, so
-/// dropping the last handle closes the database at once.
-async fn flush_loop(inner: Weak<Inner>, commit: Arc<GroupCommit>) {
-    loop {
-        commit.requested().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-
-        let (ticket, batches) = {
-            let mut state = inner.writer.lock().expect("writer lock");
-            (state.ticket, std::mem::take(&mut state.pending))
-        };
-
-        if let Err(error) = inner.trees.db.flush_async().await {
-            tracing::error!(%error, "store flush failed; refusing further writes");
-            inner.commit.fail(error.to_string());
-            return;
-        }
-
-        publish(&inner, batches);
-        inner.commit.complete(ticket);
-    }
-}
-
-fn publish(inner: &Inner, batches: Vec<Arc<ChangeBatch>>) {
-    use std::sync::atomic::Ordering;
-
-    for batch in batches {
-        inner
-            .durable_revision
-            .store(batch.revision, Ordering::Release);
-        let _ = inner.events.send(batch);
-    }
-}
-
-impl Inner {
-    /// Commits a write under the writer lock and returns its ticket and
-    /// revision. The write is not durable yet.
-    fn commit_write(&self, request: WriteRequest) -> Result<(u64, Revision), StoreError> {
-        if let Some(failure) = self.commit.failure() {
-            return Err(StoreError::Failed(failure));
-        }
-        let mut state = self.writer.lock().expect("writer lock");
-
-        for precondition in &request.preconditions {
-            self.check(precondition)?;
-        }
-
-        let revision = state.revision + 1;
-        let events = self.events_for(&request.mutations, revision)?;
-        let batch = ChangeBatch { revision, events };
-        let sequence = state.audit_sequence + 1;
-        let entry = self
-            .chain
-            .link(sequence, revision, &state.audit_hash, request.audit);
-
-        self.apply(&batch, &entry)?;
-
-        state.revision = revision;
-        state.audit_sequence = sequence;
-        state.audit_hash = entry.hash;
-        state.ticket += 1;
-        state.pending.push(Arc::new(batch));
-        Ok((state.ticket, revision))
-    }
-
-    fn commit_audit(&self, record: AuditRecord) -> Result<(u64, u64), StoreError> {
-        if let Some(failure) = self.commit.failure() {
-            return Err(StoreError::Failed(failure));
-        }
-        let mut state = self.writer.lock().expect("writer lock");
-
-        let sequence = state.audit_sequence + 1;
-        let entry = self
-            .chain
-            .link(sequence, state.revision, &state.audit_hash, record);
-        let (key, value, head) = audit_rows(&entry);
-        (&self.trees.audit, &self.trees.meta)
-            .transaction(|(audit, meta)| {
-                audit.insert(&key, value.as_slice())?;
-                meta.insert(META_AUDIT_HEAD, head.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(transaction_error)?;
-
-        state.audit_sequence = sequence;
-        state.audit_hash = entry.hash;
-        state.ticket += 1;
-        Ok((state.ticket, sequence))
-    }
-
-    fn check(&self, precondition: &Precondition) -> Result<(), StoreError> {
-        let conflict = |key: &str, detail: String| StoreError::Conflict {
-            key: key.into(),
-            detail,
-        };
-        match precondition {
-            Precondition::Absent { key } => match self.read(key)? {
-                None => Ok(()),
-                Some(_) => Err(conflict(key, "already exists".into())),
-            },
-            Precondition::Present { key } => match self.read(key)? {
-                Some(_) => Ok(()),
-                None => Err(conflict(key, "does not exist".into())),
-            },
-            Precondition::AtRevision { key, revision } => match self.read(key)? {
-                Some(found) if found.revision == *revision => Ok(()),
-                Some(found) => Err(conflict(
-                    key,
-                    format!("is at revision {}, not {revision}", found.revision),
-                )),
-                None => Err(conflict(
-                    key,
-                    format!("no longer exists (expected revision {revision})"),
-                )),
-            },
-            Precondition::UnchangedSince { prefix, revision } => {
-                self.check_unchanged(prefix, *revision)
-            }
-        }
-    }
-
-    fn check_unchanged(&self, prefix: &str, revision: Revision) -> Result<(), StoreError> {
-        for row in self.trees.resources.scan_prefix(prefix) {
-            let (key, value) = row.map_err(backend)?;
-            let found = decode_resource(&key, &value)?;
-            if found.revision > revision {
-                return Err(StoreError::Conflict {
-                    key: found.key,
-                    detail: format!("changed after revision {revision}"),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn events_for(
-        &self,
-        mutations: &[Mutation],
-        revision: Revision,
-    ) -> Result<Vec<ChangeEvent>, StoreError> {
-        let mut events = Vec::with_capacity(mutations.len());
-        for mutation in mutations {
-            let event = match mutation {
-                Mutation::Put { key, document } => {
-                    let previous = self.read(key)?;
-                    let action = if previous.is_some() {
-                        ChangeAction::Updated
-                    } else {
-                        ChangeAction::Created
-                    };
-                    let create_revision = previous.map_or(revision, |p| p.create_revision);
-                    let resource = StoredResource {
-                        key: key.clone(),
-                        revision,
-                        create_revision,
-                        document: document.clone(),
-                    };
-                    ChangeEvent { action, resource }
-                }
-                Mutation::Delete { key } => match self.read(key)? {
-                    Some(resource) => ChangeEvent {
-                        action: ChangeAction::Deleted,
-                        resource,
-                    },
-                    None => continue,
-                },
-            };
-            events.push(event);
-        }
-        Ok(events)
-    }
-
-    fn apply(&self, batch: &ChangeBatch, entry: &AuditEntry) -> Result<(), StoreError> {
-        let Trees {
-            resources,
-            changes,
-            audit,
-            meta,
-            ..
-        } = &self.trees;
-        let change_value = serde_json::to_vec(batch).map_err(encoding)?;
-        let (audit_key, audit_value, head) = audit_rows(entry);
-        let revision_key = batch.revision.to_be_bytes();
-
-        (resources, changes, audit, meta)
-            .transaction(|(resources, changes, audit, meta)| {
-                for event in &batch.events {
-                    let key = event.resource.key.as_bytes();
-                    match event.action {
-                        ChangeAction::Deleted => resources.remove(key)?,
-                        _ => resources.insert(key, encode_resource(&event.resource))?,
-                    };
-                }
-                changes.insert(&revision_key, change_value.as_slice())?;
-                audit.insert(&audit_key, audit_value.as_slice())?;
-                meta.insert(META_REVISION, &revision_key)?;
-                meta.insert(META_AUDIT_HEAD, head.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(transaction_error)
-    }
-
-    fn read(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
-        match self.trees.resources.get(key).map_err(backend)? {
-            Some(value) => Ok(Some(decode_resource(key.as_bytes(), &value)?)),
-            None => Ok(None),
-        }
-    }
-}
-
 fn audit_rows(entry: &AuditEntry) -> ([u8; 8], Vec<u8>, Vec<u8>) {
     let value = serde_json::to_vec(entry).expect("audit entry serializes");
     let head = serde_json::to_vec(&(entry.sequence, &entry.hash)).expect("head serializes");
@@ -385,6 +173,14 @@ fn decode_resource(key: &[u8], value: &[u8]) -> Result<StoredResource, StoreErro
     })
 }
 
+/// Reads one resource row.
+fn read_resource(resources: &Tree, key: &str) -> Result<Option<StoredResource>, StoreError> {
+    match resources.get(key).map_err(backend)? {
+        Some(value) => Ok(Some(decode_resource(key.as_bytes(), &value)?)),
+        None => Ok(None),
+    }
+}
+
 fn decode_u64(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))
 }
@@ -407,23 +203,15 @@ fn transaction_error(error: TransactionError<()>) -> StoreError {
 #[async_trait]
 impl Store for SledStore {
     async fn write(&self, request: WriteRequest) -> Result<Revision, StoreError> {
-        let (ticket, revision) = self
-            .blocking(move |inner| inner.commit_write(request))
-            .await?;
-        self.inner.commit.wait(ticket).await?;
-        Ok(revision)
+        self.submit(|tx| Job::Write(request, tx)).await
     }
 
     async fn audit(&self, record: AuditRecord) -> Result<u64, StoreError> {
-        let (ticket, sequence) = self
-            .blocking(move |inner| inner.commit_audit(record))
-            .await?;
-        self.inner.commit.wait(ticket).await?;
-        Ok(sequence)
+        self.submit(|tx| Job::Audit(record, tx)).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
-        self.inner.read(key)
+        read_resource(&self.inner.trees.resources, key)
     }
 
     async fn list(
@@ -543,7 +331,11 @@ impl Store for SledStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.inner.trees.db.flush_async().await.map_err(backend)?;
-        Ok(())
+        self.blocking(|inner| {
+            let synced = Durability::open_unsynced(&inner.path).and_then(|mut d| d.sync());
+            synced.map_err(|e| StoreError::Backend(format!("syncing the store: {e}")))
+        })
+        .await
     }
 }
 

@@ -12,6 +12,7 @@ use super::{
 use crate::store::{Revision, StoreError};
 
 /// Where the store's history ends.
+#[derive(Clone, Debug)]
 pub(super) struct Head {
     pub revision: Revision,
     pub audit_sequence: u64,

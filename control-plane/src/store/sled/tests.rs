@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_lc_rs::hmac;
 
 use super::SledStore;
+use super::group::Group;
 use crate::audit::{AuditChain, AuditRecord, Outcome};
 use crate::store::{ChangeAction, Mutation, Precondition, Store, StoreError, WriteRequest, watch};
 
@@ -224,4 +225,65 @@ async fn list_pages_stop_at_the_prefix() {
     assert!(first.more);
     assert_eq!(rest.resources.len(), 1);
     assert!(!rest.more);
+}
+
+/// Runs `test` on a group over a fresh store's trees, so that several writes
+/// are sure to share one round.
+fn in_one_round(test: impl FnOnce(Group<'_>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let trees = super::open_trees(&dir.path().join("store")).unwrap();
+    let head = super::integrity::check(&trees).unwrap();
+    let chain = chain();
+
+    test(Group::new(&trees, &chain, &head));
+}
+
+#[test]
+fn a_write_sees_the_writes_staged_before_it_in_its_round() {
+    in_one_round(|mut group| {
+        let absent = || Precondition::Absent {
+            key: "Node//a".into(),
+        };
+        let at_first = Precondition::AtRevision {
+            key: "Node//a".into(),
+            revision: 1,
+        };
+
+        assert_eq!(
+            group.stage_write(put("Node//a", vec![absent()])).unwrap(),
+            1
+        );
+        let refused = group
+            .stage_write(put("Node//a", vec![absent()]))
+            .unwrap_err();
+        assert_eq!(
+            group.stage_write(put("Node//a", vec![at_first])).unwrap(),
+            2
+        );
+        group.commit().unwrap();
+
+        assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
+        let (head, batches) = group.finish();
+        assert_eq!((head.revision, head.audit_sequence), (2, 2));
+        let update = &batches[1].events[0];
+        assert_eq!(update.action, ChangeAction::Updated);
+        assert_eq!(update.resource.create_revision, 1);
+    });
+}
+
+#[test]
+fn a_staged_write_under_a_prefix_fails_unchanged_since() {
+    in_one_round(|mut group| {
+        let guard = Precondition::UnchangedSince {
+            prefix: "Workload/shop/".into(),
+            revision: 0,
+        };
+
+        group.stage_write(put("Workload/shop/w1", vec![])).unwrap();
+        let error = group
+            .stage_write(put("Service/shop/web", vec![guard]))
+            .unwrap_err();
+
+        assert!(error.to_string().contains("Workload/shop/w1"), "{error}");
+    });
 }
