@@ -6,7 +6,8 @@
 //! certificate itself: each call checks the chain and answers with a gRPC
 //! status that says what was wrong, instead of a bare handshake failure.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -51,26 +52,58 @@ pub struct Peer {
 
 /// Checks client certificate chains against the trust bundle and names the
 /// caller. The bundle can be replaced while serving, as CAs rotate.
+///
+/// A chain that verified is remembered until its leaf expires or the bundle
+/// changes, so that a client making many calls on one certificate costs one
+/// signature check, not one per call.
 #[derive(Debug, Clone)]
 pub struct PeerVerifier {
-    webpki: Arc<RwLock<Arc<dyn ClientCertVerifier>>>,
+    trust: Arc<RwLock<Trust>>,
+    verified: Arc<Mutex<HashMap<[u8; 32], Verified>>>,
     trust_domain: String,
 }
+
+/// The bundle's verifier and a generation that changes with the bundle.
+#[derive(Debug)]
+struct Trust {
+    webpki: Arc<dyn ClientCertVerifier>,
+    generation: u64,
+}
+
+/// A chain that verified, under which bundle, and its leaf's validity.
+#[derive(Clone, Debug)]
+struct Verified {
+    generation: u64,
+    peer: Peer,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// Chains remembered at most; beyond, the memory starts over.
+const MAX_VERIFIED: usize = 16_384;
 
 impl PeerVerifier {
     /// A verifier that trusts the CA certificates in `bundle_pem`.
     pub fn new(trust_domain: &str, bundle_pem: &str) -> Result<Self, TlsError> {
+        let trust = Trust {
+            webpki: webpki_verifier(bundle_pem)?,
+            generation: 0,
+        };
         Ok(Self {
-            webpki: Arc::new(RwLock::new(webpki_verifier(bundle_pem)?)),
+            trust: Arc::new(RwLock::new(trust)),
+            verified: Arc::new(Mutex::new(HashMap::new())),
             trust_domain: trust_domain.to_owned(),
         })
     }
 
     /// Trusts the CA certificates in `bundle_pem` from now on, instead of
-    /// the previous bundle.
+    /// the previous bundle; chains verified under the old one are forgotten.
     pub fn set_bundle(&self, bundle_pem: &str) -> Result<(), TlsError> {
-        let verifier = webpki_verifier(bundle_pem)?;
-        *self.webpki.write().expect("verifier lock") = verifier;
+        let webpki = webpki_verifier(bundle_pem)?;
+        let mut trust = self.trust.write().expect("verifier lock");
+        trust.webpki = webpki;
+        trust.generation += 1;
+        self.verified.lock().expect("verified lock").clear();
         Ok(())
     }
 
@@ -87,22 +120,69 @@ impl PeerVerifier {
         let Some((leaf, intermediates)) = chain.and_then(|c| c.split_first()) else {
             return Err(PeerError::NoCertificate);
         };
+        let now = UnixTime::now();
+        let key = chain_key(leaf, intermediates);
+        let (webpki, generation) = {
+            let trust = self.trust.read().expect("verifier lock");
+            (trust.webpki.clone(), trust.generation)
+        };
+        if let Some(peer) = self.remembered(&key, generation, now) {
+            return Ok(peer);
+        }
 
-        let webpki = self.webpki.read().expect("verifier lock").clone();
         webpki
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .verify_client_cert(leaf, intermediates, now)
             .map_err(|e| PeerError::Untrusted(e.to_string()))?;
-
-        let (spiffe_id, serial) = leaf_identity(leaf).map_err(PeerError::NoSpiffeId)?;
+        let identity = leaf_identity(leaf).map_err(PeerError::NoSpiffeId)?;
         let expected = format!("spiffe://{}/", self.trust_domain);
-        if !spiffe_id.starts_with(&expected) {
+        if !identity.peer.spiffe_id.starts_with(&expected) {
             return Err(PeerError::NoSpiffeId(format!(
-                "{spiffe_id} is outside {}",
-                self.trust_domain
+                "{} is outside {}",
+                identity.peer.spiffe_id, self.trust_domain
             )));
         }
-        Ok(Peer { spiffe_id, serial })
+
+        self.remember(key, generation, &identity);
+        Ok(identity.peer)
     }
+
+    fn remembered(&self, key: &[u8; 32], generation: u64, now: UnixTime) -> Option<Peer> {
+        let verified = self.verified.lock().expect("verified lock");
+        let found = verified.get(key)?;
+        let now = now.as_secs() as i64;
+        let valid =
+            found.generation == generation && found.not_before <= now && now < found.not_after;
+        valid.then(|| found.peer.clone())
+    }
+
+    fn remember(&self, key: [u8; 32], generation: u64, identity: &LeafIdentity) {
+        let mut verified = self.verified.lock().expect("verified lock");
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(
+            key,
+            Verified {
+                generation,
+                peer: identity.peer.clone(),
+                not_before: identity.not_before,
+                not_after: identity.not_after,
+            },
+        );
+    }
+}
+
+/// A digest naming a whole chain, leaf first.
+fn chain_key(leaf: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for certificate in std::iter::once(leaf).chain(intermediates) {
+        context.update(&(certificate.len() as u64).to_be_bytes());
+        context.update(certificate);
+    }
+    let digest = context.finish();
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
 }
 
 fn webpki_verifier(bundle_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
@@ -113,12 +193,27 @@ fn webpki_verifier(bundle_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsE
         .map_err(|e| TlsError::Verifier(e.to_string()))
 }
 
-/// The SPIFFE ID and serial of a leaf certificate.
-fn leaf_identity(certificate: &CertificateDer<'_>) -> Result<(String, String), String> {
-    let id = spiffe_id(certificate)?;
+/// What a verified leaf says of its holder.
+struct LeafIdentity {
+    peer: Peer,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// The SPIFFE ID, serial and validity of a leaf certificate.
+fn leaf_identity(certificate: &CertificateDer<'_>) -> Result<LeafIdentity, String> {
+    let spiffe_id = spiffe_id(certificate)?;
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate)
         .map_err(|e| format!("certificate does not parse: {e}"))?;
-    Ok((id, hex::encode(parsed.raw_serial())))
+    let validity = parsed.validity();
+    Ok(LeafIdentity {
+        peer: Peer {
+            spiffe_id,
+            serial: hex::encode(parsed.raw_serial()),
+        },
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
 }
 
 /// The server's certificate, replaceable while serving: when a new CA
@@ -270,7 +365,12 @@ struct DeferredClientVerifier {
 
 impl DeferredClientVerifier {
     fn inner(&self) -> Arc<dyn ClientCertVerifier> {
-        self.peers.webpki.read().expect("verifier lock").clone()
+        self.peers
+            .trust
+            .read()
+            .expect("verifier lock")
+            .webpki
+            .clone()
     }
 }
 
