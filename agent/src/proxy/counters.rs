@@ -1,0 +1,53 @@
+//! What the data path counts: accepted and refused connections, by reason.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Counters of the data path; each only grows.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Configurations applied: each snapshot or certificate change,
+    /// compiled, swapped in and reconciled with the listeners.
+    pub applied: AtomicU64,
+    /// Inbound connections that passed authorization and were forwarded.
+    pub inbound_allowed: AtomicU64,
+    /// Inbound connections refused by authorization when they arrived.
+    pub inbound_denied: AtomicU64,
+    /// Inbound connections closed after a change no longer allowed them.
+    pub inbound_revoked: AtomicU64,
+    /// Inbound TLS handshakes that failed: no, foreign, expired, revoked or
+    /// malformed certificates, and bytes that are not TLS.
+    pub inbound_handshake_failed: AtomicU64,
+    /// Inbound TLS handshakes that did not finish in time.
+    pub inbound_handshake_timed_out: AtomicU64,
+    /// Inbound connections the application refused.
+    pub inbound_app_unreachable: AtomicU64,
+    /// Connections closed at once because their listener was full, inbound
+    /// and outbound.
+    pub over_limit: AtomicU64,
+    /// Outbound connections carried to an endpoint.
+    pub outbound_connected: AtomicU64,
+    /// Outbound connections closed because no endpoint could be reached.
+    pub outbound_unreachable: AtomicU64,
+    /// Outbound attempts at one endpoint that failed to connect or to
+    /// complete the handshake.
+    pub outbound_endpoint_failed: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(super) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value of `counter` now.
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The process's counters, which [`run`](super::run) counts into.
+pub fn counters() -> Arc<Counters> {
+    static COUNTERS: OnceLock<Arc<Counters>> = OnceLock::new();
+    COUNTERS.get_or_init(Arc::default).clone()
+}

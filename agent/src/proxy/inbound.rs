@@ -1,0 +1,265 @@
+//! Inbound connections to a local workload: the mTLS handshake, the
+//! authorization decision, and forwarding to the application on
+//! `127.0.0.1:<app port>`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use rustls::pki_types::UnixTime;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::{Instant, timeout};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::counters::Counters;
+use super::forward::forward;
+use super::registry::{Admitted, Established, Refusal};
+use super::{Context, listeners, peer, proxy_protocol, tls};
+use crate::authz::Caller;
+
+/// Why an admitted connection did not reach the application.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("connecting to the application: {0}")]
+    Connect(std::io::Error),
+    #[error("the application did not accept the connection in time")]
+    Timeout,
+    #[error("writing the PROXY header: {0}")]
+    Header(std::io::Error),
+}
+
+/// Accepts callers of `workload` on `listener` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    workload: String,
+    context: Arc<Context>,
+    stop: oneshot::Receiver<()>,
+) {
+    let config = match tls::server_config(&workload, &context.certificates, &context.trust) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "no TLS server settings; listener stopped");
+            return;
+        }
+    };
+    let Ok(listen) = listener.local_addr() else {
+        return;
+    };
+    let acceptor = TlsAcceptor::from(config);
+
+    listeners::accept(listener, &context, stop, |stream, peer, permit| {
+        let inbound = Inbound {
+            workload: workload.clone(),
+            listen,
+            context: context.clone(),
+        };
+        inbound.connection(stream, peer, acceptor.clone(), permit)
+    })
+    .await;
+}
+
+/// One listener's side of a connection.
+struct Inbound {
+    workload: String,
+    listen: SocketAddr,
+    context: Arc<Context>,
+}
+
+impl Inbound {
+    async fn connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        acceptor: TlsAcceptor,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let reached = stream.local_addr().unwrap_or(self.listen);
+        let Some((tls, established)) = self.handshake(stream, peer, acceptor).await else {
+            return;
+        };
+        let caller = established.caller.identity.clone();
+
+        let admitted = match self
+            .context
+            .registry
+            .admit(established, &self.context.tables)
+        {
+            Ok(admitted) => admitted,
+            Err(refusal) => return self.refused(&caller, &refusal),
+        };
+        self.log_audits(&caller, &admitted);
+
+        let app = match self.app(&admitted, peer, reached, &caller).await {
+            Ok(app) => app,
+            Err(error) => {
+                Counters::bump(&self.context.counters.inbound_app_unreachable);
+                tracing::info!(
+                    %caller,
+                    workload = %self.workload,
+                    %error,
+                    "application unreachable; connection closed"
+                );
+                return;
+            }
+        };
+        Counters::bump(&self.context.counters.inbound_allowed);
+        self.carry(tls, app, &caller, &admitted).await;
+    }
+
+    /// The TLS handshake, bounded by the handshake timeout, and the caller
+    /// it names.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        acceptor: TlsAcceptor,
+    ) -> Option<(TlsStream<TcpStream>, Established)> {
+        let counters = &self.context.counters;
+        let anchors = self.context.trust.get().anchors.clone();
+        let verified_at = UnixTime::now();
+
+        let handshake = timeout(
+            self.context.settings.handshake_timeout,
+            acceptor.accept(stream),
+        );
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                Counters::bump(&counters.inbound_handshake_failed);
+                tracing::info!(
+                    workload = %self.workload,
+                    %error,
+                    "TLS handshake failed; connection refused"
+                );
+                return None;
+            }
+            Err(_) => {
+                Counters::bump(&counters.inbound_handshake_timed_out);
+                tracing::info!(
+                    workload = %self.workload,
+                    "TLS handshake timed out; connection refused"
+                );
+                return None;
+            }
+        };
+
+        // The verifier checked the chain already; this only reads it again.
+        let chain = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .to_vec();
+        let identified = match chain.first().map(peer::identify) {
+            Some(Ok(identified)) => identified,
+            _ => {
+                Counters::bump(&counters.inbound_handshake_failed);
+                tracing::info!(workload = %self.workload, "no usable peer certificate");
+                return None;
+            }
+        };
+        let established = Established {
+            caller: Caller::new(&identified.spiffe_id, peer.ip()),
+            serial: identified.serial,
+            chain,
+            verified_at,
+            anchors,
+            workload: self.workload.clone(),
+            listen: self.listen,
+        };
+        Some((tls, established))
+    }
+
+    fn refused(&self, caller: &str, refusal: &Refusal) {
+        Counters::bump(&self.context.counters.inbound_denied);
+        let rule = match refusal {
+            Refusal::Denied(decision) => decision.to_string(),
+            _ => "-".to_owned(),
+        };
+        tracing::info!(
+            target: "palisade_agent::access",
+            %caller,
+            workload = %self.workload,
+            %rule,
+            reason = %refusal,
+            "connection refused"
+        );
+    }
+
+    fn log_audits(&self, caller: &str, admitted: &Admitted) {
+        for audited in &admitted.decision.audited {
+            tracing::info!(
+                target: "palisade_agent::audit",
+                %caller,
+                workload = %self.workload,
+                rule = %audited.rule,
+                would = audited.effect.as_str(),
+                "audit rule matched"
+            );
+        }
+    }
+
+    /// Connects to the application and sends the PROXY header when asked.
+    async fn app(
+        &self,
+        admitted: &Admitted,
+        peer: SocketAddr,
+        reached: SocketAddr,
+        caller: &str,
+    ) -> Result<TcpStream, AppError> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, admitted.route.app_port));
+        let connect = timeout(
+            self.context.settings.handshake_timeout,
+            TcpStream::connect(address),
+        );
+        let mut app = connect
+            .await
+            .map_err(|_| AppError::Timeout)?
+            .map_err(AppError::Connect)?;
+        let _ = app.set_nodelay(true);
+
+        if self.context.settings.proxy_protocol {
+            let header = proxy_protocol::header(peer, reached, caller);
+            app.write_all(&header).await.map_err(AppError::Header)?;
+        }
+        Ok(app)
+    }
+
+    /// Forwards until both sides finish or the registry closes the
+    /// connection, then logs the access line.
+    async fn carry(
+        &self,
+        tls: TlsStream<TcpStream>,
+        app: TcpStream,
+        caller: &str,
+        admitted: &Admitted,
+    ) {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            forwarded = forward(tls, app) => Some(forwarded),
+            () = admitted.registration.closed() => None,
+        };
+
+        let (transferred, error) = match outcome {
+            Some(Ok(transferred)) => (transferred, None),
+            Some(Err(error)) => (Default::default(), Some(error.to_string())),
+            None => (
+                Default::default(),
+                Some("closed by a policy change".to_owned()),
+            ),
+        };
+        tracing::info!(
+            target: "palisade_agent::access",
+            %caller,
+            workload = %self.workload,
+            rule = %admitted.decision,
+            sent = transferred.sent,
+            received = transferred.received,
+            duration_ms = started.elapsed().as_millis() as u64,
+            error = error.as_deref(),
+            "inbound connection closed"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Turning responses into enforced configuration: each response updates a
+//! pending copy of the held resources, which must decode and check into a
+//! snapshot whole; then the snapshot is applied at once, persisted as the
+//! last known good, the trust bundle handed to the control-plane channel,
+//! and the status file rewritten. The caller acknowledges or rejects each
+//! response as the [`Answer`]s say.
+
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
+
+use super::{Rejection, Resources, snapshot};
+use crate::cache::{DataDir, LastKnownGood, Source, Status};
+use crate::identity::NodeIdentity;
+use crate::state::{Snapshot, State};
+
+/// What to tell the control plane about one response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The response's type.
+    pub type_url: String,
+    /// The response's nonce.
+    pub nonce: String,
+    /// `None` acknowledges; a reason rejects.
+    pub rejection: Option<String>,
+}
+
+/// Applies responses to the agent's state.
+#[derive(Debug)]
+pub struct Applier {
+    state: State,
+    held: Resources,
+    dir: DataDir,
+    node: NodeIdentity,
+    status: Status,
+}
+
+impl Applier {
+    /// An applier whose `held` resources are those `state` enforces now
+    /// (the last known good, or nothing), as `status` says.
+    pub fn new(
+        state: State,
+        held: Resources,
+        dir: DataDir,
+        node: NodeIdentity,
+        status: Status,
+    ) -> Self {
+        Self {
+            state,
+            held,
+            dir,
+            node,
+            status,
+        }
+    }
+
+    /// The resources enforced now.
+    pub fn held(&self) -> &Resources {
+        &self.held
+    }
+
+    /// The status as last written.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Applies `responses` as one change, each on top of those before it,
+    /// leaving out those that fail; `address` is where they came from and
+    /// `now` the time in Unix seconds.
+    pub fn apply(
+        &mut self,
+        responses: &[DeltaDiscoveryResponse],
+        address: &str,
+        now: i64,
+    ) -> Vec<Answer> {
+        let mut pending = self.held.clone();
+        let mut accepted = None;
+        let mut answers = Vec::with_capacity(responses.len());
+        for response in responses {
+            let rejection = match next(&pending, response) {
+                Ok((resources, snapshot)) => {
+                    pending = resources;
+                    accepted = Some(snapshot);
+                    None
+                }
+                Err(rejection) => Some(self.reject(response, rejection)),
+            };
+            answers.push(Answer {
+                type_url: response.type_url.clone(),
+                nonce: response.nonce.clone(),
+                rejection,
+            });
+        }
+
+        if let Some(snapshot) = accepted {
+            if pending != self.held || self.state.current().is_none() {
+                self.enforce(pending, snapshot, now);
+            }
+            self.status.source = Source::ControlPlane;
+            self.status.connected_to = Some(address.to_owned());
+        }
+        self.save_status();
+        answers
+    }
+
+    /// Records that no stream is open.
+    pub fn disconnected(&mut self) {
+        if self.status.connected_to.take().is_some() {
+            self.save_status();
+        }
+    }
+
+    fn reject(&mut self, response: &DeltaDiscoveryResponse, rejection: Rejection) -> String {
+        let reason = rejection.to_string();
+        tracing::warn!(
+            type_url = %response.type_url,
+            nonce = %response.nonce,
+            reason,
+            "xDS response rejected; keeping the previous configuration"
+        );
+        self.status.last_rejection = Some(reason.clone());
+        reason
+    }
+
+    /// Applies `snapshot` of `resources`, then persists them.
+    fn enforce(&mut self, resources: Resources, snapshot: Snapshot, now: i64) {
+        let revision = snapshot.revision;
+        let bundle = snapshot.bundle.as_ref().map(|b| b.x509_pem.clone());
+        let counts = resources.counts();
+        self.state.apply(snapshot);
+        tracing::info!(revision, resources = ?counts, "configuration applied");
+
+        let saved = LastKnownGood::new(resources.clone(), revision, now).save(&self.dir);
+        if let Err(error) = saved {
+            tracing::error!(%error, "last known good not saved; a restart would lose this configuration");
+        }
+        if let Some(pem) = bundle
+            && let Err(error) = self.node.set_bundle(&pem)
+        {
+            tracing::warn!(%error, "control plane trust bundle not updated");
+        }
+
+        self.held = resources;
+        self.status.revision = revision;
+        self.status.applied_at_unix = now;
+        self.status.resources = counts;
+    }
+
+    fn save_status(&self) {
+        if let Err(error) = self.status.save(&self.dir) {
+            tracing::warn!(%error, "status file not written");
+        }
+    }
+}
+
+/// `held` with `response` applied, and its snapshot, or why not.
+fn next(
+    held: &Resources,
+    response: &DeltaDiscoveryResponse,
+) -> Result<(Resources, Snapshot), Rejection> {
+    let mut resources = held.clone();
+    resources.apply_delta(response)?;
+    let snapshot = snapshot::build(&resources)?;
+    Ok((resources, snapshot))
+}
+
+#[cfg(test)]
+mod tests;

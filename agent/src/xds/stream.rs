@@ -1,0 +1,287 @@
+//! One delta ADS stream: subscribe to every agent type with the versions
+//! held, apply the first answer of every type as one change, then each
+//! response as it comes, answering every one with an ACK or a NACK.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use super::{Answer, Client, Resources, XdsError};
+use crate::control::backoff::stopped;
+use crate::control::{TlsMaterial, describe_status};
+use crate::identity::unix_now;
+use crate::state::types;
+
+/// The largest response accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Requests queued for the control plane.
+const REQUEST_QUEUE: usize = 64;
+/// How long a closing stream may take to end after the agent's last word.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The gRPC code of a rejection.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// How a stream ended, and whether it had synced first.
+#[derive(Debug)]
+pub struct Ended {
+    /// Why.
+    pub reason: EndReason,
+    /// Whether every type was answered and applied.
+    pub synced: bool,
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+pub enum EndReason {
+    /// The agent is stopping.
+    Shutdown,
+    /// The node certificate or the bundle changed: reconnect with them.
+    MaterialChanged,
+    /// The stream could not be opened or broke.
+    Failed(XdsError),
+}
+
+/// Runs one stream to the address at `index` with `material`.
+pub async fn run(
+    client: &mut Client,
+    index: usize,
+    material: &TlsMaterial,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut synced = false;
+    let reason = serve(client, index, material, shutdown, &mut synced)
+        .await
+        .unwrap_or_else(EndReason::Failed);
+    Ended { reason, synced }
+}
+
+async fn serve(
+    client: &mut Client,
+    index: usize,
+    material: &TlsMaterial,
+    shutdown: &mut watch::Receiver<bool>,
+    synced: &mut bool,
+) -> Result<EndReason, XdsError> {
+    let addresses = client.control.addresses();
+    let address = addresses[index % addresses.len()].uri.clone();
+    let (tx, mut responses) = open(client, index, material).await?;
+    tracing::info!(%address, node = %client.node, "xDS stream open");
+
+    let mut material_changes = client.control.watch_material();
+    material_changes.mark_unchanged();
+    let mut initial = InitialSync::default();
+    loop {
+        // The next response, unless the stream must end or be reopened.
+        let response = tokio::select! {
+            () = stopped(shutdown) => return Ok(EndReason::Shutdown),
+            changed = material_changes.changed() => {
+                if changed.is_err() {
+                    return Ok(EndReason::Shutdown);
+                }
+                if !client.control.material().differs_from(material) {
+                    continue;
+                }
+                close(tx, &mut responses).await;
+                return Ok(EndReason::MaterialChanged);
+            }
+            message = responses.message() => match message {
+                Ok(Some(response)) => response,
+                Ok(None) => return Err(XdsError::Closed),
+                Err(status) => return Err(XdsError::Stream(describe_status(&status))),
+            },
+        };
+        log_response(&response);
+
+        // Apply it (the first of every type together), then answer.
+        let batch = match *synced {
+            true => vec![response],
+            false => match initial.add(response) {
+                Some(batch) => batch,
+                None => continue,
+            },
+        };
+        let answers = client.applier.apply(&batch, &address, unix_now());
+        for answer in answers {
+            let sent = tx.send(request_for(answer)).await;
+            sent.map_err(|_| XdsError::Closed)?;
+        }
+
+        if !*synced {
+            *synced = true;
+            let revision = client.applier.status().revision;
+            tracing::info!(%address, revision, "configuration synced with the control plane");
+        }
+    }
+}
+
+type Requests = mpsc::Sender<DeltaDiscoveryRequest>;
+
+/// Opens a stream to the address at `index`, every subscription queued.
+async fn open(
+    client: &Client,
+    index: usize,
+    material: &TlsMaterial,
+) -> Result<(Requests, Streaming<DeltaDiscoveryResponse>), XdsError> {
+    let channel = client.control.connect_at(index, material).await?;
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    for request in subscriptions(&client.node, client.applier.held()) {
+        let _ = tx.try_send(request);
+    }
+
+    let responses = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .map_err(|status| XdsError::Stream(describe_status(&status)))?
+        .into_inner();
+    Ok((tx, responses))
+}
+
+fn log_response(response: &DeltaDiscoveryResponse) {
+    tracing::debug!(
+        type_url = %response.type_url,
+        nonce = %response.nonce,
+        resources = response.resources.len(),
+        removed = response.removed_resources.len(),
+        "xDS response"
+    );
+}
+
+/// The first request of every type: subscribe to everything, saying what
+/// is held. Only the stream's first request names the node.
+fn subscriptions(node: &str, held: &Resources) -> Vec<DeltaDiscoveryRequest> {
+    types::ALL
+        .iter()
+        .enumerate()
+        .map(|(position, type_url)| DeltaDiscoveryRequest {
+            node: (position == 0).then(|| Node {
+                id: node.to_owned(),
+                user_agent_name: "palisade-agent".into(),
+                ..Default::default()
+            }),
+            type_url: (*type_url).to_owned(),
+            resource_names_subscribe: vec!["*".into()],
+            initial_resource_versions: held.versions(type_url),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The ACK or NACK that `answer` calls for.
+fn request_for(answer: Answer) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: answer.type_url,
+        response_nonce: answer.nonce,
+        error_detail: answer.rejection.map(|message| RpcStatus {
+            code: INVALID_ARGUMENT,
+            message,
+            details: Vec::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Ends the agent's side of the stream, so that every answer queued is
+/// still sent, and waits briefly for the control plane to end its side.
+async fn close(
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    responses: &mut Streaming<DeltaDiscoveryResponse>,
+) {
+    drop(tx);
+    let drained = async { while let Ok(Some(_)) = responses.message().await {} };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drained).await;
+}
+
+/// The responses of a new stream, held until every type has answered once.
+#[derive(Debug, Default)]
+struct InitialSync {
+    answered: BTreeSet<String>,
+    responses: Vec<DeltaDiscoveryResponse>,
+}
+
+impl InitialSync {
+    /// Adds `response`; returns every response so far once all types have
+    /// answered.
+    fn add(&mut self, response: DeltaDiscoveryResponse) -> Option<Vec<DeltaDiscoveryResponse>> {
+        self.answered.insert(response.type_url.clone());
+        self.responses.push(response);
+        let complete = types::ALL.iter().all(|t| self.answered.contains(*t));
+        complete.then(|| std::mem::take(&mut self.responses))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::RawResource;
+
+    #[test]
+    fn the_first_requests_subscribe_everything_and_resume_from_held_versions() {
+        let mut held = Resources::default();
+        let raw = RawResource {
+            version: "v1".into(),
+            value: Vec::new(),
+        };
+        held.insert(types::WORKLOAD, "shop/orders-1", raw);
+
+        let requests = subscriptions("web-1", &held);
+
+        assert_eq!(requests.len(), 6);
+        assert_eq!(requests[0].node.as_ref().unwrap().id, "web-1");
+        assert!(requests[1..].iter().all(|r| r.node.is_none()));
+        assert!(requests.iter().all(|r| r.resource_names_subscribe == ["*"]));
+        let workloads = requests
+            .iter()
+            .find(|r| r.type_url == types::WORKLOAD)
+            .unwrap();
+        assert_eq!(workloads.initial_resource_versions["shop/orders-1"], "v1");
+    }
+
+    #[test]
+    fn a_nack_carries_the_reason_and_an_ack_none() {
+        let nack = request_for(Answer {
+            type_url: types::WORKLOAD.into(),
+            nonce: "7".into(),
+            rejection: Some("Workload shop/x: app_port: must be 1 to 65535, not 0".into()),
+        });
+        let ack = request_for(Answer {
+            type_url: types::WORKLOAD.into(),
+            nonce: "8".into(),
+            rejection: None,
+        });
+
+        assert_eq!(nack.response_nonce, "7");
+        assert_eq!(nack.error_detail.unwrap().code, INVALID_ARGUMENT);
+        assert!(ack.error_detail.is_none());
+        assert!(ack.node.is_none() && ack.resource_names_subscribe.is_empty());
+    }
+
+    #[test]
+    fn the_initial_sync_waits_for_every_type() {
+        let mut initial = InitialSync::default();
+        let response = |type_url: &str| DeltaDiscoveryResponse {
+            type_url: type_url.into(),
+            ..Default::default()
+        };
+
+        for type_url in &types::ALL[..5] {
+            assert!(initial.add(response(type_url)).is_none());
+        }
+        assert!(
+            initial.add(response(types::WORKLOAD)).is_none(),
+            "a second answer of a type"
+        );
+        let batch = initial.add(response(types::ALL[5])).unwrap();
+
+        assert_eq!(batch.len(), 7);
+    }
+}

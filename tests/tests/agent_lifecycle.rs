@@ -1,0 +1,370 @@
+//! A real `palisade-agent run` against a real control plane: it attests
+//! with a join token, syncs every agent type over one delta stream, keeps
+//! its keys and certificates in its data directory, and, restarted while
+//! the control plane is gone, enforces its last known good.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use palisade_tests::identity::join_token;
+use palisade_tests::x509::{first_der, spiffe_id};
+use palisade_tests::{Admin, ControlPlane, apply, binary, pb};
+
+/// How long the agent may take to reach a state a test waits for.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The six agent types.
+const TYPES: [&str; 6] = [
+    "type.googleapis.com/palisade.xds.v1.Workload",
+    "type.googleapis.com/palisade.xds.v1.Authorization",
+    "type.googleapis.com/palisade.xds.v1.Endpoints",
+    "type.googleapis.com/palisade.xds.v1.JwtRules",
+    "type.googleapis.com/palisade.xds.v1.TrustBundle",
+    "type.googleapis.com/palisade.xds.v1.DenyList",
+];
+
+fn shop(inbound_port: u16, app_port: u16) -> String {
+    format!(
+        r#"
+kind: Node
+metadata: {{name: web-1}}
+spec: {{address: 127.0.0.1}}
+---
+kind: Service
+metadata: {{name: orders, namespace: shop}}
+spec: {{ports: [{{port: 9090, protocol: tcp}}]}}
+---
+kind: Workload
+metadata: {{name: orders-1, namespace: shop}}
+spec: {{service: orders, node: web-1, appPort: {app_port}, inboundPort: {inbound_port}}}
+---
+kind: AuthorizationPolicy
+metadata: {{name: orders-from-shop, namespace: shop}}
+spec:
+  targetService: orders
+  rules:
+    - from: [{{namespaces: [shop]}}]
+"#
+    )
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One `palisade-agent run` process, killed when dropped.
+struct Agent {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(root: &Path, control_plane: &str, trust_bundle: &Path, run: &str) -> Agent {
+        let data_dir = root.join("agent-data");
+        let log = root.join(format!("agent-{run}.log"));
+        let child = Command::new(binary("palisade-agent"))
+            .arg("run")
+            .args(["--control-plane", control_plane, "--node", "web-1"])
+            .arg("--join-token-file")
+            .arg(root.join("join-token"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--trust-bundle")
+            .arg(trust_bundle)
+            .args(["--bind-address", "127.0.0.1", "--drain-timeout-secs", "2"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting palisade-agent");
+        Agent {
+            child: Some(child),
+            data_dir,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.data_dir.join("status.json")).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Waits until the status file says `source`, and returns it.
+    async fn wait_for_source(&mut self, source: &str) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.status().filter(|s| s["source"] == source) {
+                return status;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "the agent never reported {source}; status {:?}\n{}",
+                self.status(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `path` exists under the data directory.
+    async fn wait_for_file(&mut self, path: &str) -> PathBuf {
+        let full = self.data_dir.join(path);
+        let deadline = Instant::now() + WAIT;
+        while !full.exists() {
+            self.assert_running();
+            assert!(Instant::now() < deadline, "no {path}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        full
+    }
+
+    fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("the agent was started");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the agent exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the agent is running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the agent did not stop after SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn agent_stream(admin: &mut Admin) -> Option<pb::XdsStream> {
+    let request = pb::FleetStatusRequest {
+        node: "web-1".into(),
+        resources: true,
+    };
+    let status = admin.fleet_status(request).await.unwrap().into_inner();
+    status.streams.into_iter().find(|s| s.client == "agent")
+}
+
+/// Waits until the agent's stream acknowledged every type without a NACK.
+async fn wait_for_acks(admin: &mut Admin, agent: &mut Agent) -> pb::XdsStream {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stream = agent_stream(admin).await;
+        let acked = |stream: &pb::XdsStream| {
+            TYPES.iter().all(|type_url| {
+                stream.types.iter().any(|t| {
+                    t.type_url == *type_url && t.acked_revision > 0 && t.last_nack_error.is_empty()
+                })
+            })
+        };
+        if let Some(stream) = stream.filter(acked) {
+            return stream;
+        }
+        agent.assert_running();
+        assert!(Instant::now() < deadline, "no full ACK:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn agent_attests_syncs_and_restarts_from_its_last_known_good() {
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start().await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    let inbound_port = free_port();
+    apply(&mut admin, &shop(inbound_port, free_port()))
+        .await
+        .unwrap();
+    let root = cp.root.path().to_owned();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    std::fs::write(root.join("join-token"), token).unwrap();
+    let bundle = cp.data_dir.join("ca.pem");
+    let address = cp.address().to_string();
+
+    // First run: attest, sync, get the workload's certificate.
+    let mut agent = Agent::start(&root, &address, &bundle, "first");
+    let stream = wait_for_acks(&mut admin, &mut agent).await;
+    agent.wait_for_source("control-plane").await;
+    let workload_key = agent.wait_for_file("workloads/shop/orders-1/key.pem").await;
+    let workload_cert = agent
+        .wait_for_file("workloads/shop/orders-1/cert.pem")
+        .await;
+
+    assert_eq!(stream.protocol, "delta");
+    let workloads = stream
+        .types
+        .iter()
+        .find(|t| t.type_url == TYPES[0])
+        .unwrap();
+    assert_eq!(workloads.held[0].name, "shop/orders-1");
+    assert_eq!(mode(&agent.data_dir.join("node/key.pem")), 0o600);
+    let node_cert = std::fs::read_to_string(agent.data_dir.join("node/cert.pem")).unwrap();
+    assert_eq!(
+        spiffe_id(&first_der(&node_cert)).unwrap(),
+        "spiffe://agent.test/node/web-1"
+    );
+    assert_eq!(mode(&workload_key), 0o600);
+    let chain = std::fs::read_to_string(&workload_cert).unwrap();
+    assert_eq!(
+        spiffe_id(&first_der(&chain)).unwrap(),
+        "spiffe://agent.test/ns/shop/sa/orders"
+    );
+    assert!(agent.data_dir.join("last-known-good.json").exists());
+    assert!(agent.terminate().success(), "{}", agent.log());
+    let last = agent.status().unwrap();
+
+    // Second run, with the control plane gone and the token used up.
+    cp.kill();
+    std::fs::remove_file(root.join("join-token")).unwrap();
+    let mut restarted = Agent::start(&root, &address, &bundle, "second");
+    let restored = restarted.wait_for_source("last-known-good").await;
+
+    assert_eq!(restored["revision"], last["revision"]);
+    assert!(restored["revision"].as_u64().unwrap() > 0);
+    assert_eq!(restored["resources"]["Workload"], 1);
+    assert!(
+        restarted
+            .log()
+            .contains("enforcing the last known good configuration"),
+        "{}",
+        restarted.log()
+    );
+    assert!(restarted.terminate().success(), "{}", restarted.log());
+}
+
+/// Waits until the file at `path` holds something other than `before`.
+async fn wait_for_change(agent: &mut Agent, path: &Path, before: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if !now.is_empty() && now != before {
+            return now;
+        }
+        agent.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "{} never changed:\n{}",
+            path.display(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn agent_renews_its_certificates_at_half_life_and_reconnects_with_the_new_one() {
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start_with(&["--node-ttl-secs", "10", "--workload-ttl-secs", "6"])
+        .await
+        .unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, &shop(free_port(), free_port()))
+        .await
+        .unwrap();
+    let root = cp.root.path().to_owned();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    std::fs::write(root.join("join-token"), token).unwrap();
+    let address = cp.address().to_string();
+    let mut agent = Agent::start(&root, &address, &cp.data_dir.join("ca.pem"), "renewing");
+    let first_stream = wait_for_acks(&mut admin, &mut agent).await;
+    let workload_cert = agent
+        .wait_for_file("workloads/shop/orders-1/cert.pem")
+        .await;
+    let node_cert = agent.data_dir.join("node/cert.pem");
+    let first_workload = std::fs::read_to_string(&workload_cert).unwrap();
+    let first_node = std::fs::read_to_string(&node_cert).unwrap();
+
+    wait_for_change(&mut agent, &workload_cert, &first_workload).await;
+    wait_for_change(&mut agent, &node_cert, &first_node).await;
+    let deadline = Instant::now() + WAIT;
+    let second_stream = loop {
+        let stream = wait_for_acks(&mut admin, &mut agent).await;
+        if stream.id != first_stream.id {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "no new stream:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    assert_eq!(second_stream.protocol, "delta");
+    let log = agent.log();
+    assert!(log.contains("node certificate renewed"), "{log}");
+    assert!(log.contains("TLS material changed; reconnecting"), "{log}");
+    let issued = log.matches("workload certificate issued").count();
+    assert!(
+        (2..=8).contains(&issued),
+        "{issued} issuances in a few seconds:\n{log}"
+    );
+    assert!(agent.terminate().success(), "{}", agent.log());
+}
+
+#[tokio::test]
+async fn agent_with_no_configuration_and_no_control_plane_refuses_everything() {
+    let cp = ControlPlane::init("agent.test").unwrap();
+    let root = cp.root.path().to_owned();
+    std::fs::write(root.join("join-token"), "0123456789abcdef.unused").unwrap();
+    let unreachable = format!("127.0.0.1:{}", free_port());
+
+    let mut agent = Agent::start(&root, &unreachable, &cp.data_dir.join("ca.pem"), "alone");
+    let status = agent.wait_for_source("none").await;
+
+    assert_eq!(status["revision"], 0);
+    assert!(
+        agent
+            .log()
+            .contains("no configuration yet: refusing all traffic until the control plane answers"),
+        "{}",
+        agent.log()
+    );
+    assert!(agent.terminate().success(), "{}", agent.log());
+}
+
+#[test]
+fn agent_with_bad_configuration_exits_64_with_one_line() {
+    let output = Command::new(binary("palisade-agent"))
+        .args(["run", "--node", "web-1", "--trust-bundle", "/nonexistent"])
+        .env_remove("PALISADE_AGENT_CONTROL_PLANE")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: control_plane: required: at least one address"
+    );
+}
