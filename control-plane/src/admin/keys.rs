@@ -52,9 +52,9 @@ impl AdminService {
         caller: &Caller,
         request: &pb::CreateJoinTokenRequest,
     ) -> Result<pb::JoinToken, AdminError> {
-        if !palisade_model::is_dns1123_label(&request.node) {
+        if !palisade_model::is_dns1123_subdomain(&request.node) {
             return Err(AdminError::Invalid(format!(
-                "node: {:?} is not a DNS-1123 label",
+                "node: {:?} is not a node name (a DNS-1123 subdomain)",
                 request.node
             )));
         }

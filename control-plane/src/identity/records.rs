@@ -231,6 +231,6 @@ mod tests {
 
     #[test]
     fn admin_owner_is_not_a_node_name() {
-        assert!(!palisade_model::is_dns1123_label(ADMIN_OWNER));
+        assert!(!palisade_model::is_dns1123_subdomain(ADMIN_OWNER));
     }
 }

@@ -221,7 +221,7 @@ impl Identity for IdentityService {
 pub fn node_name<'a>(trust_domain: &str, id: &'a str) -> Option<&'a str> {
     let rest = id.strip_prefix("spiffe://")?.strip_prefix(trust_domain)?;
     let name = rest.strip_prefix("/node/")?;
-    palisade_model::is_dns1123_label(name).then_some(name)
+    palisade_model::is_dns1123_subdomain(name).then_some(name)
 }
 
 fn remote<T>(request: &Request<T>) -> String {
@@ -237,6 +237,7 @@ mod tests {
     #[test]
     fn node_names_come_only_from_node_ids_of_this_trust_domain() {
         assert_eq!(node_name("td", "spiffe://td/node/web-1"), Some("web-1"));
+        assert_eq!(node_name("td", "spiffe://td/node/web-1.dc"), Some("web-1.dc"));
         assert_eq!(node_name("td", "spiffe://other/node/web-1"), None);
         assert_eq!(node_name("td", "spiffe://td/admin/web-1"), None);
         assert_eq!(node_name("td", "spiffe://td/node/web-1/x"), None);
