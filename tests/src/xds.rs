@@ -186,3 +186,80 @@ pub fn delta_ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
 pub fn names(response: &DeltaDiscoveryResponse) -> Vec<String> {
     response.resources.iter().map(|r| r.name.clone()).collect()
 }
+
+/// Sends `bytes` as the first message of an ADS stream, as a client that
+/// speaks something else would, and returns the status the server ends the
+/// call with.
+pub async fn send_garbage(channel: Channel, bytes: Vec<u8>) -> tonic::Status {
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("the channel is ready");
+    let path = PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let requests = tokio_stream::once(bytes);
+    let outcome = grpc
+        .streaming(tonic::Request::new(requests), path, raw::RawCodec)
+        .await;
+    match outcome {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            match tokio::time::timeout(EXPECT, stream.message()).await {
+                Ok(Err(status)) => status,
+                other => panic!("garbage was answered: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A codec that moves bytes as they are.
+mod raw {
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    use bytes::Bytes;
+
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct RawCodec;
+
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Raw;
+
+    impl Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    impl Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+
+        fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            use bytes::BufMut;
+            buf.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            use bytes::Buf;
+            let bytes: Bytes = buf.copy_to_bytes(buf.remaining());
+            Ok(Some(bytes.to_vec()))
+        }
+    }
+}

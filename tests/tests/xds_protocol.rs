@@ -351,6 +351,35 @@ async fn unknown_type_url_gets_an_empty_answer() {
 }
 
 #[tokio::test]
+async fn client_sending_garbage_is_disconnected_with_a_clear_status() {
+    let bed = bed().await;
+
+    let status = palisade_tests::xds::send_garbage(bed.web1.clone(), vec![0xff; 64]).await;
+
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("could not be read as a discovery request"),
+        "{}",
+        status.message()
+    );
+    let healthy = Sotw::open(
+        bed.web1.clone(),
+        sotw_request(Some("web-1"), types::WORKLOAD, &[]),
+    );
+    assert!(
+        healthy.await.unwrap().recv().await.is_ok(),
+        "the server still serves"
+    );
+}
+
+#[tokio::test]
 async fn node_sees_only_its_own_workloads_whatever_it_names() {
     let bed = bed().await;
     let asks = ["shop/storefront-1", "shop/orders-1", "*"];

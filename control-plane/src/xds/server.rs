@@ -75,7 +75,14 @@ impl AdsService {
 
         let first = tokio::time::timeout(self.limits.first_request_timeout, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no request arrived"))??
+            .map_err(|_| Status::deadline_exceeded("no request arrived"))?
+            .map_err(|status| {
+                tracing::debug!(%peer, %status, "unreadable first xDS request");
+                Status::invalid_argument(format!(
+                    "the first request could not be read as a discovery request: {}",
+                    status.message()
+                ))
+            })?
             .ok_or_else(|| Status::cancelled("the stream closed before its first request"))?;
         let node = node_of(&first).ok_or_else(|| {
             Status::invalid_argument("node: the first request must carry the node")
