@@ -216,9 +216,9 @@ pub async fn send_garbage(channel: Channel, bytes: Vec<u8>) -> tonic::Status {
 
 /// A codec that moves bytes as they are.
 mod raw {
+    use bytes::Bytes;
     use tonic::Status;
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-    use bytes::Bytes;
 
     #[derive(Clone, Copy, Debug, Default)]
     pub struct RawCodec;

@@ -237,7 +237,10 @@ mod tests {
     #[test]
     fn node_names_come_only_from_node_ids_of_this_trust_domain() {
         assert_eq!(node_name("td", "spiffe://td/node/web-1"), Some("web-1"));
-        assert_eq!(node_name("td", "spiffe://td/node/web-1.dc"), Some("web-1.dc"));
+        assert_eq!(
+            node_name("td", "spiffe://td/node/web-1.dc"),
+            Some("web-1.dc")
+        );
         assert_eq!(node_name("td", "spiffe://other/node/web-1"), None);
         assert_eq!(node_name("td", "spiffe://td/admin/web-1"), None);
         assert_eq!(node_name("td", "spiffe://td/node/web-1/x"), None);
