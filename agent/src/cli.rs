@@ -85,6 +85,14 @@ struct RunArgs {
     /// Seconds connections get to finish on shutdown [default: 10].
     #[arg(long, env = "PALISADE_AGENT_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
+    /// Serve Envoy's SDS on this Unix socket, e.g.
+    /// /var/run/palisade/agent.sock [default: none].
+    #[arg(long, env = "PALISADE_AGENT_SDS_SOCKET")]
+    sds_socket: Option<PathBuf>,
+    /// Write each workload's svid.pem, svid-key.pem and bundle.pem under
+    /// DIR/NAMESPACE/WORKLOAD, e.g. /var/run/palisade [default: none].
+    #[arg(long, env = "PALISADE_AGENT_CERT_DIR", value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
     #[arg(long, env = "PALISADE_AGENT_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     /// A tracing filter, e.g. info or palisade_agent=debug [default: info].
@@ -107,6 +115,8 @@ impl From<RunArgs> for Overrides {
             handshake_timeout_secs: args.handshake_timeout_secs,
             max_connections: args.max_connections,
             drain_timeout_secs: args.drain_timeout_secs,
+            sds_socket: args.sds_socket,
+            cert_dir: args.cert_dir,
             log_format: args.log_format,
             log_level: args.log_level,
         }
@@ -159,6 +169,7 @@ fn fail(error: &anyhow::Error) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AgentConfig, FileConfig};
 
     fn run_args(args: &[&str]) -> Overrides {
         let mut argv = vec!["palisade-agent", "run"];
@@ -186,6 +197,31 @@ mod tests {
         assert_eq!(over.node.as_deref(), Some("web-1"));
         assert_eq!(over.proxy_protocol, Some(true));
         assert_eq!(over.bind_address, None);
+    }
+
+    #[test]
+    fn local_apis_are_off_unless_given() {
+        let required = [
+            "--control-plane",
+            "cp:7443",
+            "--node",
+            "web-1",
+            "--trust-bundle",
+            "ca.pem",
+        ];
+        let resolve = |extra: &[&str]| {
+            let args: Vec<&str> = required.iter().chain(extra).copied().collect();
+            AgentConfig::resolve(FileConfig::default(), run_args(&args))
+        };
+
+        let off = resolve(&[]).unwrap();
+        let on = resolve(&["--sds-socket", "/run/p/agent.sock", "--cert-dir", "/run/p"]).unwrap();
+        let long = format!("/{}", "s".repeat(200));
+
+        assert_eq!((off.sds_socket, off.cert_dir), (None, None));
+        assert_eq!(on.sds_socket, Some(PathBuf::from("/run/p/agent.sock")));
+        assert_eq!(on.cert_dir, Some(PathBuf::from("/run/p")));
+        assert!(resolve(&["--sds-socket", &long]).is_err());
     }
 
     #[test]

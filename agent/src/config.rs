@@ -25,6 +25,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 /// The largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The longest path a Unix socket may have (`sun_path` holds 108 bytes,
+/// the last a NUL).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
 
 /// Errors in configuration; the process exits with code 64 on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,8 @@ pub struct FileConfig {
     pub handshake_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
+    pub sds_socket: Option<PathBuf>,
+    pub cert_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
 }
@@ -103,6 +108,8 @@ pub struct Overrides {
     pub handshake_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
+    pub sds_socket: Option<PathBuf>,
+    pub cert_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
 }
@@ -144,6 +151,13 @@ pub struct AgentConfig {
     pub data_path: DataPathConfig,
     /// How long the data path gets to drain on shutdown.
     pub drain_timeout: Duration,
+    /// Where the agent serves Envoy's SDS to a co-located Envoy, e.g.
+    /// `/var/run/palisade/agent.sock`; `None` (the default) serves none.
+    pub sds_socket: Option<PathBuf>,
+    /// Where the agent writes each workload's certificate, key and bundle
+    /// for proxyless gRPC, as `<cert_dir>/<namespace>/<workload>/`, e.g.
+    /// `/var/run/palisade`; `None` (the default) writes none.
+    pub cert_dir: Option<PathBuf>,
     /// How the agent logs.
     pub log: LogConfig,
 }
@@ -181,6 +195,14 @@ impl AgentConfig {
         if server_name.as_deref() == Some("") {
             return Err(invalid("server_name", "must not be empty"));
         }
+        let sds_socket = socket_path(over.sds_socket.or(file.sds_socket))?;
+        let cert_dir = over.cert_dir.or(file.cert_dir);
+        if cert_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(invalid("cert_dir", "must not be empty"));
+        }
 
         Ok(Self {
             control_plane,
@@ -198,6 +220,8 @@ impl AgentConfig {
                     .or(file.drain_timeout_secs)
                     .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
             ),
+            sds_socket,
+            cert_dir,
             log: LogConfig {
                 format: over.log_format.or(file.log_format).unwrap_or_default(),
                 level: over
@@ -271,6 +295,27 @@ fn node_name(given: Option<String>) -> Result<String, ConfigError> {
         ));
     }
     Ok(name)
+}
+
+/// The SDS socket's path, if any: not empty, and short enough to bind.
+fn socket_path(given: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = given else {
+        return Ok(None);
+    };
+    let length = path.as_os_str().len();
+    if length == 0 {
+        return Err(invalid("sds_socket", "must not be empty"));
+    }
+    if length > MAX_SOCKET_PATH_BYTES {
+        return Err(invalid(
+            "sds_socket",
+            format!(
+                "{} is longer than {MAX_SOCKET_PATH_BYTES} bytes",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(path))
 }
 
 fn ip(setting: &'static str, given: Option<&String>, default: &str) -> Result<IpAddr, ConfigError> {

@@ -3,10 +3,11 @@
 //!
 //! Tasks, each in its own span: `node-identity` (attest, renew),
 //! `workload-certificates` (one SVID per local workload), `xds` (the ADS
-//! stream) and `data-path` (the proxies). The last known good is applied
-//! before any of them starts, so the agent enforces it even when the
-//! control plane cannot be reached; with nothing remembered, everything is
-//! refused until the control plane answers.
+//! stream), `data-path` (the proxies), and when configured `sds` (secrets
+//! for a co-located Envoy) and `certificate-files` (files for gRPC). The
+//! last known good is applied before any of them starts, so the agent
+//! enforces it even when the control plane cannot be reached; with nothing
+//! remembered, everything is refused until the control plane answers.
 
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -21,9 +22,11 @@ use tracing_subscriber::EnvFilter;
 use crate::cache::{DataDir, LastKnownGood, Source, Status};
 use crate::config::{AgentConfig, FileConfig, LogConfig, LogFormat, Overrides};
 use crate::control::ControlPlane;
+use crate::files::{self, CertificateFiles};
 use crate::identity::svid::{Certificates, WorkloadCertificates};
 use crate::identity::workloads::{self, Workloads};
 use crate::identity::{NodeIdentity, node, unix_now};
+use crate::sds::SdsServer;
 use crate::state::State;
 use crate::xds::{self, Applier, Resources};
 
@@ -50,6 +53,7 @@ pub async fn run(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Re
         .context("loading the node identity")?;
     let certificates = Certificates::default();
     restore_certificates(&dir, &state, &node, &certificates);
+    let local = LocalApis::open(&config)?;
 
     // The control-plane tasks, then the data path.
     let (stop, shutdown) = watch::channel(false);
@@ -61,6 +65,7 @@ pub async fn run(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Re
         certificates: certificates.clone(),
     };
     let mut tasks = agent.spawn_control_tasks(held, status, &shutdown);
+    local.spawn(&state, &certificates, &shutdown, &mut tasks);
     let proxy = crate::proxy::run(state, certificates, settings(&config), shutdown);
     let mut data_path = tokio::spawn(proxy.instrument(tracing::info_span!("data-path")));
     tracing::info!(node = %config.node, "palisade-agent running");
@@ -139,6 +144,58 @@ impl Agent<'_> {
         };
         tasks.spawn(xds::run(client, shutdown.clone()).instrument(tracing::info_span!("xds")));
         tasks
+    }
+}
+
+/// The APIs for local proxies and applications, bound before any task
+/// starts so that a socket in use stops the start-up.
+struct LocalApis {
+    sds: Option<SdsServer>,
+    files: Option<CertificateFiles>,
+}
+
+impl LocalApis {
+    /// Binds the SDS socket and opens the certificate directory, each when
+    /// configured.
+    fn open(config: &AgentConfig) -> anyhow::Result<Self> {
+        let sds = match &config.sds_socket {
+            Some(path) => Some(SdsServer::bind(path).context("binding the SDS socket")?),
+            None => None,
+        };
+        let files = match &config.cert_dir {
+            Some(dir) => {
+                Some(CertificateFiles::open(dir).context("opening the certificate directory")?)
+            }
+            None => None,
+        };
+        Ok(Self { sds, files })
+    }
+
+    /// Starts serving SDS and writing files, each in its span.
+    fn spawn(
+        self,
+        state: &State,
+        certificates: &Certificates,
+        shutdown: &watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        if let Some(server) = self.sds {
+            tracing::info!(socket = %server.path().display(), "SDS listening");
+            let served = server.serve(state.clone(), certificates.clone(), shutdown.clone());
+            let task = async move {
+                if let Err(error) = served.await {
+                    tracing::error!(%error, "SDS stopped");
+                }
+            };
+            tasks.spawn(task.instrument(tracing::info_span!("sds")));
+        }
+
+        if let Some(files) = self.files {
+            tracing::info!(workloads = files.written().len(), "certificate files found");
+            let writer =
+                files::maintain(files, state.clone(), certificates.clone(), shutdown.clone());
+            tasks.spawn(writer.instrument(tracing::info_span!("certificate-files")));
+        }
     }
 }
 
@@ -288,6 +345,8 @@ fn log_config(config: &AgentConfig) {
         handshake_timeout = ?data_path.handshake_timeout,
         max_connections = data_path.max_connections,
         drain_timeout = ?config.drain_timeout,
+        sds_socket = ?config.sds_socket,
+        cert_dir = ?config.cert_dir,
         "palisade-agent starting"
     );
 }
