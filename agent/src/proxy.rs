@@ -2,7 +2,9 @@
 //! listener per service a local workload may call.
 //!
 //! **Inbound.** Each local workload with a certificate gets a listener on
-//! `bind_address:<inbound port>`. It terminates mTLS with the workload's
+//! its inbound port, on the workload's own address when it is in
+//! 127.0.0.0/8 (where the control plane tells callers to find it), else on
+//! [`Settings::bind_address`]. It terminates mTLS with the workload's
 //! SVID and asks every caller for a certificate that chains to the current
 //! trust bundle, is within its validity, carries exactly one `spiffe://`
 //! URI SAN and whose serial is not on the deny list. The caller's SPIFFE ID,
@@ -67,7 +69,7 @@ const BIND_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The address inbound listeners bind, with each workload's inbound
-    /// port.
+    /// port, for workloads whose own address is not in 127.0.0.0/8.
     pub bind_address: IpAddr,
     /// The address outbound listeners bind for workloads whose own address
     /// is not in 127.0.0.0/8.

@@ -16,6 +16,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use palisade_proto::admin as pb;
 
+pub mod bed;
 pub mod identity;
 pub mod mtls;
 pub mod system;
@@ -112,6 +113,16 @@ impl ControlPlane {
 
     /// Starts with extra `serve` flags.
     pub async fn start_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.serve("127.0.0.1:0", extra).await
+    }
+
+    /// Starts again on `address`, where it listened before, so that
+    /// clients given that address find it.
+    pub async fn start_on(&mut self, address: SocketAddr) -> anyhow::Result<()> {
+        self.serve(&address.to_string(), &[]).await
+    }
+
+    async fn serve(&mut self, listen: &str, extra: &[&str]) -> anyhow::Result<()> {
         let addr_file = self.data_dir.join("admin.addr");
         let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new()
@@ -125,7 +136,7 @@ impl ControlPlane {
             .arg(&self.data_dir)
             .arg("--master-key-file")
             .arg(&self.master_key)
-            .args(["--listen", "127.0.0.1:0", "--drain-timeout-secs", "5"])
+            .args(["--listen", listen, "--drain-timeout-secs", "5"])
             .args(["--jwks-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())

@@ -124,7 +124,7 @@ impl Tables {
         claims: &mut Claims,
     ) {
         let key = workload_key(workload);
-        let ip = outbound_ip(workload, context.settings.outbound_address);
+        let ip = own_or(workload, context.settings.outbound_address);
 
         for (service, endpoints) in &snapshot.endpoints {
             let Some(balancer) = self.balancers.get(service) else {
@@ -196,7 +196,8 @@ fn inbound_route(
         tracing::warn!(workload = %key, "workload ports out of range; not served");
         return None;
     };
-    let listen = SocketAddr::new(context.settings.bind_address, inbound_port);
+    let ip = own_or(workload, context.settings.bind_address);
+    let listen = SocketAddr::new(ip, inbound_port);
     if !claims.claim(listen, &key) {
         return None;
     }
@@ -261,12 +262,18 @@ fn endpoint_address(endpoint: &pb::Endpoint) -> Option<SocketAddr> {
     address.map(|(ip, port)| SocketAddr::new(ip, port))
 }
 
-/// The workload's own address when it is a loopback IPv4 one, else the
-/// shared outbound address.
-fn outbound_ip(workload: &pb::Workload, outbound_address: IpAddr) -> IpAddr {
+/// Where a workload's listeners bind: its own address when it is a
+/// loopback IPv4 one, else `shared` (the bind or the outbound address).
+///
+/// The control plane tells callers to reach a workload at its own
+/// address, so an inbound listener on the shared address alone would not
+/// be found; a loopback address is certainly on this host, so it is bound
+/// itself. Other addresses are reached through `shared` when it is the
+/// wildcard.
+fn own_or(workload: &pb::Workload, shared: IpAddr) -> IpAddr {
     match workload.address.parse::<IpAddr>() {
         Ok(IpAddr::V4(own)) if own.is_loopback() => IpAddr::V4(own),
-        _ => outbound_address,
+        _ => shared,
     }
 }
 
@@ -367,17 +374,17 @@ mod tests {
 
     #[test]
     fn only_loopback_workloads_listen_on_their_own_address() {
-        let outbound = IpAddr::from([127, 0, 0, 1]);
+        let shared = IpAddr::from([127, 0, 0, 1]);
         let at = |address: &str| pb::Workload {
             address: address.into(),
             ..Default::default()
         };
 
         assert_eq!(
-            outbound_ip(&at("127.0.0.7"), outbound),
+            own_or(&at("127.0.0.7"), shared),
             IpAddr::from([127, 0, 0, 7])
         );
-        assert_eq!(outbound_ip(&at("10.0.0.7"), outbound), outbound);
-        assert_eq!(outbound_ip(&at(""), outbound), outbound);
+        assert_eq!(own_or(&at("10.0.0.7"), shared), shared);
+        assert_eq!(own_or(&at(""), shared), shared);
     }
 }

@@ -97,6 +97,8 @@ fn a_loopback_workload_listens_on_its_own_address() {
 
     let listen: Vec<SocketAddr> = tables.outbound.keys().copied().collect();
     assert_eq!(listen, ["127.0.0.9:80".parse::<SocketAddr>().unwrap()]);
+    let inbound = tables.inbound["shop/a"].listen;
+    assert_eq!(inbound, "127.0.0.9:7001".parse::<SocketAddr>().unwrap());
 }
 
 #[test]

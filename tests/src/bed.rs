@@ -1,0 +1,432 @@
+//! A test bed of real processes: one `palisade-cp` and three
+//! `palisade-agent`s, each agent on its own host address, and small TCP
+//! services behind them, configured only as a user would, through
+//! `palisadectl` and the admin API.
+//!
+//! ```text
+//!   node-a 127.0.0.11          node-b 127.0.0.12           node-c 127.0.0.13
+//!   web-1      (127.0.0.11)    orders-1   (127.0.0.12)     payments-1 (127.0.0.13)
+//!   batch-1    (127.0.11.2)    ledger-1   (127.0.12.2)
+//! ```
+//!
+//! **Hosts.** Each agent is a host: its Node's address is a distinct
+//! loopback address, which it passes as `--bind-address` and
+//! `--outbound-address`. Network namespaces with veth pairs would isolate
+//! the hosts further, but they need root, set-up and tear-down that a
+//! killed test can leave behind, and the test's own services and clients
+//! would have to run inside them too. Distinct 127.x addresses give every
+//! agent its own listeners with nothing to set up; the agents never rely
+//! on being apart beyond that. Callers' connections all come from
+//! 127.0.0.1, so policies here judge identities, not source addresses.
+//!
+//! **Workloads.** One workload per service, in namespace `shop`. On each
+//! of the first two nodes one workload uses the node's address and one
+//! has an address of its own (Workload `spec.address`), so both ways of
+//! placing listeners are exercised: a workload is reached at its address
+//! (its own, else its node's) on its inbound port, and its outbound
+//! listeners are on that address too, one per port of each service it may
+//! call. Applications listen on `127.0.0.1:<app port>`: they are the echo
+//! servers of [`app`], tasks of the test process.
+//!
+//! **Policy.** [`BASELINE_POLICIES`] (in [`topology`]): orders takes web and batch; ledger
+//! takes orders; payments takes all of `shop` except web, which a DENY
+//! policy refuses. Web and batch take no one. [`baseline_calls`] is what
+//! that allows and refuses.
+//!
+//! **Calls.** A local client calls a service by connecting to its own
+//! workload's outbound listener for that service
+//! ([`Bed::outbound`]); a stranger connects to a workload's inbound port
+//! directly ([`Bed::inbound`], [`client::call_tls`]).
+//!
+//! Ports are chosen free by [`ports`]; each agent's files and logs live
+//! in the control plane's temporary directory, removed when the bed is
+//! dropped after every process is killed.
+
+pub mod agent;
+pub mod app;
+pub mod client;
+pub mod ports;
+pub mod topology;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{ControlPlane, palisadectl, pb};
+pub use agent::{Agent, Limits, WAIT};
+pub use app::App;
+pub use client::{Outcome, Session};
+pub use topology::{
+    BASELINE_POLICIES, BASELINE_ROUTES, Call, Expect, HOSTS, Host, MEMBERS, Member, NAMESPACE,
+    TRUST_DOMAIN, allowed, baseline_calls, id, member, refused,
+};
+
+/// What `palisadectl node revoke` reported.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    pub revision: u64,
+    pub serials: Vec<String>,
+}
+
+/// A running bed; every process is killed when it is dropped.
+pub struct Bed {
+    // Declared first so that they are dropped before the directory goes.
+    agents: Vec<Agent>,
+    apps: BTreeMap<&'static str, App>,
+    service_ports: BTreeMap<&'static str, u16>,
+    inbound_ports: BTreeMap<&'static str, u16>,
+    ctl: PathBuf,
+    files: AtomicUsize,
+    /// The control plane; its directory holds the agents' too.
+    pub cp: ControlPlane,
+}
+
+impl Bed {
+    /// Starts the control plane, applies the bed's resources and
+    /// [`BASELINE_POLICIES`] with `palisadectl`, starts the services and
+    /// the agents, and waits until every agent enforces it all.
+    pub async fn start(limits: Limits) -> Bed {
+        // The control plane and the services.
+        let mut cp = ControlPlane::init(TRUST_DOMAIN).expect("palisade-cp init");
+        cp.start().await.expect("starting palisade-cp");
+        let ctl = cp.ctl_config();
+        let mut apps = BTreeMap::new();
+        for member in &MEMBERS {
+            apps.insert(member.service, App::start().await);
+        }
+
+        // Ports: service ports free on every workload address, inbound
+        // ports on the workload's own.
+        let addresses: Vec<IpAddr> = MEMBERS.iter().map(|m| m.address().into()).collect();
+        let service_ports = MEMBERS
+            .iter()
+            .map(|m| (m.service, ports::free_on(&addresses)))
+            .collect();
+        let inbound_ports = MEMBERS
+            .iter()
+            .map(|m| (m.service, ports::free_on(&[m.address().into()])))
+            .collect();
+        let mut bed = Bed {
+            agents: Vec::new(),
+            apps,
+            service_ports,
+            inbound_ports,
+            ctl,
+            files: AtomicUsize::new(0),
+            cp,
+        };
+
+        // Resources and join tokens, as an admin would.
+        let baseline = BASELINE_POLICIES.replace("{td}", TRUST_DOMAIN);
+        bed.apply(&format!("{}{baseline}", bed.resources()));
+        for host in &HOSTS {
+            let token = bed.ctl(&[
+                "node", "token", "create", "--node", host.node, "--ttl", "10m",
+            ]);
+            let token = token.lines().next().expect("a token").to_owned();
+            std::fs::write(bed.root().join(format!("{}.token", host.node)), token)
+                .expect("writing a join token");
+        }
+
+        // The agents, and everything they must serve.
+        let bundle = bed.cp.data_dir.join("ca.pem");
+        for host in &HOSTS {
+            let agent = Agent::start(
+                &bed.root(),
+                host.node,
+                host.address,
+                bed.cp.address(),
+                &bundle,
+                limits,
+            );
+            bed.agents.push(agent);
+        }
+        bed.wait_until_serving(&BASELINE_ROUTES).await;
+        bed
+    }
+
+    fn root(&self) -> PathBuf {
+        self.cp.root.path().to_owned()
+    }
+
+    /// The Nodes, Services and Workloads, as YAML documents.
+    fn resources(&self) -> String {
+        let mut yaml = String::new();
+        for host in &HOSTS {
+            yaml += &format!(
+                "kind: Node\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n---\n",
+                host.node, host.address
+            );
+        }
+        for member in &MEMBERS {
+            let service = member.service;
+            yaml += &format!(
+                "kind: Service\nmetadata: {{name: {service}, namespace: {NAMESPACE}}}\n\
+                 spec: {{ports: [{{port: {}, protocol: tcp}}]}}\n---\n",
+                self.service_ports[service]
+            );
+            let address = member
+                .own_address
+                .map(|a| format!(", address: {a}"))
+                .unwrap_or_default();
+            yaml += &format!(
+                "kind: Workload\nmetadata: {{name: {}, namespace: {NAMESPACE}}}\n\
+                 spec: {{service: {service}, node: {}, appPort: {}, inboundPort: {}{address}}}\n---\n",
+                member.workload(),
+                HOSTS[member.host].node,
+                self.apps[service].port,
+                self.inbound_ports[service],
+            );
+        }
+        yaml
+    }
+
+    /// Runs `palisadectl` and returns its standard output.
+    ///
+    /// # Panics
+    ///
+    /// When it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let output = palisadectl(&self.ctl, args);
+        assert!(
+            output.status.success(),
+            "palisadectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `palisadectl apply -f` of `yaml`; returns the revision it reports.
+    pub fn apply(&self, yaml: &str) -> u64 {
+        let serial = self.files.fetch_add(1, Ordering::Relaxed);
+        let path = self.root().join(format!("apply-{serial}.yaml"));
+        std::fs::write(&path, yaml).expect("writing a YAML file");
+
+        let output = self.ctl(&["apply", "-f", path.to_str().expect("a UTF-8 path")]);
+        let revision = output
+            .lines()
+            .find_map(|line| line.strip_prefix("revision "))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok());
+        revision.unwrap_or_else(|| panic!("no revision in the apply's output:\n{output}"))
+    }
+
+    /// `palisadectl node revoke`.
+    pub fn revoke(&self, node: &str, reason: &str) -> Revoked {
+        let output = self.ctl(&["node", "revoke", node, "--reason", reason]);
+        let mut lines = output.lines();
+        let first = lines.next().unwrap_or_default();
+        let revision = first
+            .split_once("revoked at revision ")
+            .and_then(|(_, rest)| rest.split(';').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no revision in the revocation's output:\n{output}"));
+        let serials = lines.map(|line| line.trim().to_owned()).collect();
+        Revoked { revision, serials }
+    }
+
+    /// An AuthorizationPolicy document for `target` with one rule whose
+    /// sources are the identities of `callers`; `action` is ALLOW or DENY.
+    pub fn policy(name: &str, target: &str, action: &str, callers: &[&str]) -> String {
+        let identities: Vec<String> = callers.iter().map(|c| format!("\"{}\"", id(c))).collect();
+        format!(
+            "kind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
+             spec:\n  targetService: {target}\n  action: {action}\n  rules:\n\
+             \x20   - from: [{{identities: [{}]}}]\n---\n",
+            identities.join(", ")
+        )
+    }
+
+    /// Where the workload of `service` is reached by other agents.
+    pub fn inbound(&self, service: &str) -> SocketAddr {
+        let member = member(service);
+        SocketAddr::new(member.address().into(), self.inbound_ports[service])
+    }
+
+    /// Where the workload of `caller` calls `service`: its outbound
+    /// listener for the service's port.
+    pub fn outbound(&self, caller: &str, service: &str) -> SocketAddr {
+        SocketAddr::new(member(caller).address().into(), self.service_ports[service])
+    }
+
+    /// The echo server behind the workload of `service`.
+    pub fn app(&self, service: &str) -> &App {
+        &self.apps[service]
+    }
+
+    /// The agent of `node`.
+    pub fn agent(&mut self, node: &str) -> &mut Agent {
+        self.agents
+            .iter_mut()
+            .find(|a| a.node == node)
+            .unwrap_or_else(|| panic!("the bed has no node {node}"))
+    }
+
+    /// Every agent, in [`HOSTS`] order.
+    pub fn agents(&mut self) -> &mut [Agent] {
+        &mut self.agents
+    }
+
+    /// Calls `service` from the workload of `caller`.
+    pub async fn call(&self, caller: &str, service: &str) -> Outcome {
+        client::call(self.outbound(caller, service)).await
+    }
+
+    /// Opens a connection of `caller` to `service` that stays open.
+    pub async fn open(&self, caller: &str, service: &str) -> Session {
+        let session = Session::open(self.outbound(caller, service)).await;
+        let session = session.unwrap_or_else(|e| panic!("{caller} -> {service}: {e}"));
+        assert_eq!(session.caller, id(caller), "{caller} -> {service}");
+        session
+    }
+
+    /// Makes each call in turn; returns every one that did not do what it
+    /// should, described, or nothing. An allowed call must be answered by
+    /// the service with the caller's identity; a refused one must end
+    /// without an answer and without reaching the service.
+    pub async fn check(&self, calls: &[Call]) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        for call in calls {
+            if let Err(problem) = self.check_one(call).await {
+                wrong.push(format!("{} -> {}: {problem}", call.caller, call.service));
+            }
+        }
+        match wrong.is_empty() {
+            true => Ok(()),
+            false => Err(wrong.join("\n")),
+        }
+    }
+
+    async fn check_one(&self, call: &Call) -> Result<(), String> {
+        let app = self.app(call.service);
+        let before = app.connections();
+        let outcome = self.call(call.caller, call.service).await;
+        let reached = app.callers()[before..].to_vec();
+
+        let expected = id(call.caller);
+        match (call.expect, &outcome) {
+            (Expect::Allowed, Outcome::Answered { caller }) if *caller == expected => Ok(()),
+            (Expect::Refused, Outcome::Refused(_)) if reached.is_empty() => Ok(()),
+            (Expect::Refused, Outcome::Refused(_)) => {
+                Err(format!("refused, but the service saw {reached:?}"))
+            }
+            (expect, outcome) => Err(format!("expected {expect:?}, got {outcome}")),
+        }
+    }
+
+    /// Waits until every agent takes its configuration from the control
+    /// plane and [`wait_for_listeners`](Self::wait_for_listeners).
+    pub async fn wait_until_serving(&mut self, routes: &[(&str, &str)]) {
+        for agent in &mut self.agents {
+            agent.wait_for_source("control-plane").await;
+        }
+        self.wait_for_listeners(routes).await;
+    }
+
+    /// Waits until, in each agent's current run, every workload's inbound
+    /// listener is open, and so is the outbound listener of each of
+    /// `routes` (caller, service).
+    pub async fn wait_for_listeners(&mut self, routes: &[(&str, &str)]) {
+        for member in &MEMBERS {
+            let inbound = self.inbound(member.service);
+            let what = format!("listening on {inbound} for {}", member.workload());
+            let agent = &mut self.agents[member.host];
+            agent.wait_until(&what, |a| a.listens_on(inbound)).await;
+        }
+        for (caller, service) in routes {
+            let outbound = self.outbound(caller, service);
+            let what = format!("listening on {outbound} for {caller} -> {service}");
+            let agent = &mut self.agents[member(caller).host];
+            agent.wait_until(&what, |a| a.listens_on(outbound)).await;
+        }
+    }
+
+    /// Waits until each agent of `nodes` enforces `revision`.
+    pub async fn wait_for_revision(&mut self, nodes: &[&str], revision: u64) {
+        for node in nodes {
+            self.agent(node).wait_for_revision(revision).await;
+        }
+    }
+
+    /// The serial (lowercase hex) of the certificate the agent holds for
+    /// the workload of `service`.
+    pub fn workload_serial(&self, service: &str) -> String {
+        let member = member(service);
+        let path = self.agents[member.host].data_dir.join(format!(
+            "workloads/{NAMESPACE}/{}/cert.pem",
+            member.workload()
+        ));
+        let pem = std::fs::read_to_string(&path).expect("a workload certificate");
+        let der = crate::x509::first_der(&pem);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+        parsed
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The certificate chain and key the agent holds for the workload of
+    /// `service`, as PEM.
+    pub fn workload_identity(&self, service: &str) -> (String, String) {
+        let member = member(service);
+        let dir = self.agents[member.host]
+            .data_dir
+            .join(format!("workloads/{NAMESPACE}/{}", member.workload()));
+        let read = |file: &str| std::fs::read_to_string(dir.join(file)).expect("workload file");
+        (read("cert.pem"), read("key.pem"))
+    }
+
+    /// The agents' xDS streams, as the control plane sees them.
+    pub async fn agent_streams(&self) -> Vec<pb::XdsStream> {
+        let mut admin = self.cp.admin().await.expect("an admin client");
+        let request = pb::FleetStatusRequest {
+            node: String::new(),
+            resources: false,
+        };
+        let status = admin.fleet_status(request).await.expect("FleetStatus");
+        let streams = status.into_inner().streams.into_iter();
+        streams.filter(|s| s.client == "agent").collect()
+    }
+
+    /// Waits until the control plane sees one stream per node, connected
+    /// since `since`, that acknowledged every type at the revision it was
+    /// sent, with no NACK; returns them by node.
+    pub async fn wait_for_fleet_in_sync(
+        &self,
+        since: SystemTime,
+    ) -> BTreeMap<String, pb::XdsStream> {
+        let since_ms = since
+            .duration_since(UNIX_EPOCH)
+            .expect("a time")
+            .as_millis() as i64;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let streams = self.agent_streams().await;
+            let in_sync: BTreeMap<String, pb::XdsStream> = streams
+                .iter()
+                .filter(|s| s.connected_unix_ms >= since_ms && in_sync(s))
+                .map(|s| (s.node.clone(), s.clone()))
+                .collect();
+            if HOSTS.iter().all(|h| in_sync.contains_key(h.node)) {
+                return in_sync;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fleet did not get in sync in {WAIT:?}: {streams:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether a stream acknowledged all six agent types at the revision last
+/// sent, without a NACK.
+fn in_sync(stream: &pb::XdsStream) -> bool {
+    stream.types.len() == 6
+        && stream.types.iter().all(|t| {
+            t.acked_revision > 0
+                && t.acked_revision == t.sent_revision
+                && t.last_nack_error.is_empty()
+        })
+}

@@ -1,0 +1,262 @@
+//! One `palisade-agent run` process of the bed: its flags, its data
+//! directory, a log file per run, and waits on what it reports.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::binary;
+
+/// How long an agent may take to reach a state a test waits for.
+pub const WAIT: Duration = Duration::from_secs(30);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(50);
+/// The agent's log filter: lifecycle at info, plus one line per xDS
+/// response with how many resources it carried.
+const LOG_FILTER: &str = "info,palisade_agent::xds::stream=debug";
+
+/// Data-path settings the bed passes to every agent.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `--handshake-timeout-secs`.
+    pub handshake_timeout_secs: u64,
+    /// `--max-connections`.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_secs: 5,
+            max_connections: 1000,
+        }
+    }
+}
+
+/// One agent; killed when dropped.
+pub struct Agent {
+    /// Its Node's name.
+    pub node: String,
+    /// Its host address: where it binds inbound listeners and the
+    /// outbound listeners of workloads without an address of their own.
+    pub address: Ipv4Addr,
+    pub data_dir: PathBuf,
+    root: PathBuf,
+    args: Vec<OsString>,
+    child: Option<Child>,
+    runs: usize,
+}
+
+impl Agent {
+    /// Starts the agent of `node` at `address`, following the control
+    /// plane at `control_plane`, with its files under `root`.
+    pub fn start(
+        root: &Path,
+        node: &str,
+        address: Ipv4Addr,
+        control_plane: SocketAddr,
+        trust_bundle: &Path,
+        limits: Limits,
+    ) -> Agent {
+        let data_dir = root.join(node);
+        let args: Vec<OsString> = [
+            "run".into(),
+            "--control-plane".into(),
+            control_plane.to_string().into(),
+            "--node".into(),
+            node.into(),
+            "--join-token-file".into(),
+            root.join(format!("{node}.token")).into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--trust-bundle".into(),
+            trust_bundle.into(),
+            "--bind-address".into(),
+            address.to_string().into(),
+            "--outbound-address".into(),
+            address.to_string().into(),
+            "--proxy-protocol".into(),
+            "--handshake-timeout-secs".into(),
+            limits.handshake_timeout_secs.to_string().into(),
+            "--max-connections".into(),
+            limits.max_connections.to_string().into(),
+            "--drain-timeout-secs".into(),
+            "2".into(),
+        ]
+        .into_iter()
+        .collect();
+
+        let mut agent = Agent {
+            node: node.to_owned(),
+            address,
+            data_dir,
+            root: root.to_owned(),
+            args,
+            child: None,
+            runs: 0,
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts the process again, with the same flags and data directory
+    /// and a new log file.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.node);
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        let log = std::fs::File::create(self.log_path()).expect("creating the agent log");
+        let child = Command::new(binary("palisade-agent"))
+            .args(&self.args)
+            .env("RUST_LOG", LOG_FILTER)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting palisade-agent");
+        self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root
+            .join(format!("agent-{}-run-{}.log", self.node, self.runs))
+    }
+
+    /// The log of the current (or last) run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// What `<data-dir>/status.json` says now.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.data_dir.join("status.json")).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// The revision the status file reports, 0 without one.
+    pub fn revision(&self) -> u64 {
+        self.status()
+            .and_then(|s| s["revision"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// The newest revision the data path of this run applied.
+    pub fn data_path_revision(&self) -> Option<u64> {
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                line.split_once("data path applied revision=")?
+                    .1
+                    .split(' ')
+                    .next()
+            })
+            .filter_map(|revision| revision.parse().ok())
+            .max()
+    }
+
+    /// How many lines of this run's log hold every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> usize {
+        let log = self.log();
+        let matching = log
+            .lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)));
+        matching.count()
+    }
+
+    /// Waits until at least `count` lines of this run's log hold every one
+    /// of `parts`, and returns how many do. A line can lag behind what the
+    /// peer saw: a refused TLS client may read the alert before the agent
+    /// logs the refusal.
+    pub async fn wait_for_lines(&mut self, parts: &[&str], count: usize) -> usize {
+        let what = format!("{count} log lines with {parts:?}");
+        self.wait_until(&what, |agent| agent.lines_with(parts) >= count)
+            .await;
+        self.lines_with(parts)
+    }
+
+    /// Whether this run opened a listener on `address`.
+    pub fn listens_on(&self, address: SocketAddr) -> bool {
+        self.log()
+            .contains(&format!("listening address={address} "))
+    }
+
+    /// Panics, with the log, if the process has exited.
+    pub fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("the agent was started");
+        if let Some(status) = child.try_wait().expect("checking on the agent") {
+            panic!("agent {} exited with {status}:\n{}", self.node, self.log());
+        }
+    }
+
+    /// Polls `ready` until it holds, panicking after [`WAIT`] with `what`
+    /// and the log, or if the process exits.
+    pub async fn wait_until(&mut self, what: &str, ready: impl Fn(&Agent) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !ready(self) {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "agent {}: {what} did not happen in {WAIT:?}; status {:?}\n{}",
+                self.node,
+                self.status(),
+                self.log()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the status file reports `source` (`control-plane`,
+    /// `last-known-good` or `none`).
+    pub async fn wait_for_source(&mut self, source: &str) {
+        let what = format!("reporting source {source}");
+        self.wait_until(&what, |agent| {
+            agent.status().is_some_and(|s| s["source"] == source)
+        })
+        .await;
+    }
+
+    /// Waits until the status file reports at least `revision` and the
+    /// data path enforces it.
+    pub async fn wait_for_revision(&mut self, revision: u64) {
+        let what = format!("enforcing revision {revision}");
+        self.wait_until(&what, |agent| {
+            agent.revision() >= revision
+                && agent.data_path_revision().is_some_and(|r| r >= revision)
+        })
+        .await;
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the agent is running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("checking on the agent") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("agent {} ignored SIGTERM:\n{}", self.node, self.log());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

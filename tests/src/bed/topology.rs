@@ -1,0 +1,196 @@
+//! Who is where in the bed, and what its baseline policies allow: the
+//! hosts, the services and their workloads, and the calls between them.
+
+use std::net::Ipv4Addr;
+
+/// The bed's trust domain.
+pub const TRUST_DOMAIN: &str = "bed.test";
+/// The namespace of every service.
+pub const NAMESPACE: &str = "shop";
+
+/// A host of the bed: a Node and the agent that runs on it.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    pub node: &'static str,
+    pub address: Ipv4Addr,
+}
+
+/// The three hosts.
+pub const HOSTS: [Host; 3] = [
+    Host {
+        node: "node-a",
+        address: Ipv4Addr::new(127, 0, 0, 11),
+    },
+    Host {
+        node: "node-b",
+        address: Ipv4Addr::new(127, 0, 0, 12),
+    },
+    Host {
+        node: "node-c",
+        address: Ipv4Addr::new(127, 0, 0, 13),
+    },
+];
+
+/// A service and its one workload, `<service>-1`.
+#[derive(Clone, Copy, Debug)]
+pub struct Member {
+    pub service: &'static str,
+    /// Which of [`HOSTS`] runs it.
+    pub host: usize,
+    /// Its own address, when it is not its node's.
+    pub own_address: Option<Ipv4Addr>,
+}
+
+impl Member {
+    /// Where it is reached and where its outbound listeners are.
+    pub fn address(&self) -> Ipv4Addr {
+        self.own_address.unwrap_or(HOSTS[self.host].address)
+    }
+
+    /// Its workload's name.
+    pub fn workload(&self) -> String {
+        format!("{}-1", self.service)
+    }
+}
+
+/// Every service of the bed.
+pub const MEMBERS: [Member; 5] = [
+    Member {
+        service: "web",
+        host: 0,
+        own_address: None,
+    },
+    Member {
+        service: "batch",
+        host: 0,
+        own_address: Some(Ipv4Addr::new(127, 0, 11, 2)),
+    },
+    Member {
+        service: "orders",
+        host: 1,
+        own_address: None,
+    },
+    Member {
+        service: "ledger",
+        host: 1,
+        own_address: Some(Ipv4Addr::new(127, 0, 12, 2)),
+    },
+    Member {
+        service: "payments",
+        host: 2,
+        own_address: None,
+    },
+];
+
+/// The policies the bed starts with; `{td}` stands for the trust domain.
+pub const BASELINE_POLICIES: &str = r#"
+kind: AuthorizationPolicy
+metadata: {name: orders-callers, namespace: shop}
+spec:
+  targetService: orders
+  rules:
+    - from: [{identities: ["spiffe://{td}/ns/shop/sa/web", "spiffe://{td}/ns/shop/sa/batch"]}]
+---
+kind: AuthorizationPolicy
+metadata: {name: ledger-callers, namespace: shop}
+spec:
+  targetService: ledger
+  rules:
+    - from: [{identities: ["spiffe://{td}/ns/shop/sa/orders"]}]
+---
+kind: AuthorizationPolicy
+metadata: {name: payments-callers, namespace: shop}
+spec:
+  targetService: payments
+  rules:
+    - from: [{namespaces: [shop]}]
+---
+kind: AuthorizationPolicy
+metadata: {name: payments-not-web, namespace: shop}
+spec:
+  targetService: payments
+  action: DENY
+  rules:
+    - from: [{identities: ["spiffe://{td}/ns/shop/sa/web"]}]
+"#;
+
+/// What a call is expected to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Allowed,
+    Refused,
+}
+
+/// A call of `service` by the workload of `caller`.
+#[derive(Clone, Copy, Debug)]
+pub struct Call {
+    pub caller: &'static str,
+    pub service: &'static str,
+    pub expect: Expect,
+}
+
+/// A call that must reach the service.
+pub const fn allowed(caller: &'static str, service: &'static str) -> Call {
+    Call {
+        caller,
+        service,
+        expect: Expect::Allowed,
+    }
+}
+
+/// A call that must end before the service answers, and never reach it.
+pub const fn refused(caller: &'static str, service: &'static str) -> Call {
+    Call {
+        caller,
+        service,
+        expect: Expect::Refused,
+    }
+}
+
+/// What [`BASELINE_POLICIES`] allow and refuse: calls between nodes and
+/// on one node, from node and own addresses; web to payments is refused
+/// by the callee's agent (the DENY policy), web to ledger and payments to
+/// orders by the caller's (no policy could allow them, so there is no
+/// outbound listener).
+pub fn baseline_calls() -> Vec<Call> {
+    vec![
+        allowed("web", "orders"),
+        allowed("batch", "orders"),
+        allowed("orders", "ledger"),
+        allowed("orders", "payments"),
+        allowed("ledger", "payments"),
+        allowed("batch", "payments"),
+        refused("web", "payments"),
+        refused("web", "ledger"),
+        refused("payments", "orders"),
+    ]
+}
+
+/// The outbound listeners the baseline policies must open: every call of
+/// [`baseline_calls`] that some policy could allow.
+pub const BASELINE_ROUTES: [(&str, &str); 7] = [
+    ("web", "orders"),
+    ("batch", "orders"),
+    ("orders", "ledger"),
+    ("orders", "payments"),
+    ("ledger", "payments"),
+    ("batch", "payments"),
+    ("web", "payments"),
+];
+
+/// The member running `service`.
+///
+/// # Panics
+///
+/// When the bed has no such service.
+pub fn member(service: &str) -> &'static Member {
+    MEMBERS
+        .iter()
+        .find(|m| m.service == service)
+        .unwrap_or_else(|| panic!("the bed has no service {service}"))
+}
+
+/// The SPIFFE ID of `service` in the bed.
+pub fn id(service: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{service}")
+}

@@ -1,0 +1,182 @@
+//! Enforcement across three real agents (see `palisade_tests::bed`):
+//! allowed calls go through outbound and inbound with the caller's
+//! verified identity, everything else is refused, and policy changes and
+//! node revocations reach every agent and cut what they no longer allow.
+
+use std::time::Duration;
+
+use palisade_tests::bed::{Bed, Limits, Outcome, allowed, baseline_calls, client, id, refused};
+use palisade_tests::identity::{TestNode, join_token};
+use palisade_tests::{ControlPlane, apply};
+
+/// How long agents get to close a connection they no longer allow.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// What an agent logs of an established connection that a change closed.
+const CUT: &str = "closed by a policy change";
+
+/// A control plane of another trust domain with the same names as the
+/// bed's: its `shop/web` is not the bed's.
+const ELSEWHERE: &str = r#"
+kind: Node
+metadata: {name: node-a}
+spec: {}
+---
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{port: 8080, protocol: tcp}]}
+---
+kind: Workload
+metadata: {name: web-1, namespace: shop}
+spec: {service: web, node: node-a, appPort: 8080, inboundPort: 15008}
+"#;
+
+/// A certificate chain and key for `spiffe://elsewhere.test/ns/shop/sa/web`,
+/// issued by another control plane through its identity API.
+async fn foreign_web_identity() -> (String, String) {
+    let mut elsewhere = ControlPlane::init("elsewhere.test").unwrap();
+    elsewhere.start().await.unwrap();
+    let mut admin = elsewhere.admin().await.unwrap();
+    apply(&mut admin, ELSEWHERE).await.unwrap();
+    let token = join_token(&mut admin, "node-a", 0).await.unwrap();
+    let node = TestNode::attest(&elsewhere, "node-a", &token)
+        .await
+        .unwrap();
+
+    let spiffe_id = "spiffe://elsewhere.test/ns/shop/sa/web";
+    let (key, issued) = node
+        .sign(&elsewhere, "shop", "web-1", spiffe_id)
+        .await
+        .unwrap();
+    (issued.certificate_chain_pem, key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused() {
+    let (mut bed, (foreign_chain, foreign_key)) =
+        tokio::join!(Bed::start(Limits::default()), foreign_web_identity());
+    let orders = bed.inbound("orders");
+    let (web_chain, web_key) = bed.workload_identity("web");
+
+    let through_agents = bed.check(&baseline_calls()).await;
+    let reached_before = bed.app("orders").connections();
+    let with_web_certificate = client::call_tls(orders, Some((&web_chain, &web_key))).await;
+    let without_certificate = client::call_tls(orders, None).await;
+    let from_elsewhere = client::call_tls(orders, Some((&foreign_chain, &foreign_key))).await;
+    let reached = bed.app("orders").callers()[reached_before..].to_vec();
+
+    through_agents.unwrap();
+    assert_eq!(
+        with_web_certificate,
+        Outcome::Answered { caller: id("web") },
+        "a direct call with a good certificate is the control"
+    );
+    assert!(
+        matches!(without_certificate, Outcome::Refused(_)),
+        "{without_certificate}"
+    );
+    assert!(
+        matches!(from_elsewhere, Outcome::Refused(_)),
+        "{from_elsewhere}"
+    );
+    assert_eq!(reached, [id("web")], "only the control reached orders");
+    let web = caller("web");
+    let by_policy = ["connection refused", &web, "rule=payments-not-web/0"];
+    assert_eq!(bed.agent("node-c").wait_for_lines(&by_policy, 1).await, 1);
+    let at_handshake = ["TLS handshake failed; connection refused", "shop/orders-1"];
+    assert_eq!(
+        bed.agent("node-b").wait_for_lines(&at_handshake, 2).await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_reaches_every_agent_and_closes_the_connections_it_no_longer_allows() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let mut web_to_orders = bed.open("web", "orders").await;
+    let mut batch_to_orders = bed.open("batch", "orders").await;
+    let mut ledger_to_payments = bed.open("ledger", "payments").await;
+
+    // One change for each node: orders drops web (node-b), payments
+    // refuses ledger too (node-c), and web, which took no one, takes
+    // orders (node-a).
+    let change = [
+        Bed::policy("orders-callers", "orders", "ALLOW", &["batch"]),
+        Bed::policy("payments-not-web", "payments", "DENY", &["web", "ledger"]),
+        Bed::policy("web-callers", "web", "ALLOW", &["orders"]),
+    ]
+    .concat();
+    let revision = bed.apply(&change);
+    bed.wait_for_revision(&["node-a", "node-b", "node-c"], revision)
+        .await;
+    bed.wait_for_listeners(&[("orders", "web")]).await;
+
+    web_to_orders.closed_within(CLOSE_WITHIN).await.unwrap();
+    ledger_to_payments
+        .closed_within(CLOSE_WITHIN)
+        .await
+        .unwrap();
+    batch_to_orders.exchange().await.unwrap();
+    let after = [
+        refused("web", "orders"),
+        allowed("batch", "orders"),
+        refused("ledger", "payments"),
+        allowed("orders", "payments"),
+        allowed("orders", "web"),
+        refused("batch", "web"),
+        allowed("orders", "ledger"),
+    ];
+    bed.check(&after).await.unwrap();
+    let (web, ledger) = (caller("web"), caller("ledger"));
+    assert_eq!(bed.agent("node-b").wait_for_lines(&[&web, CUT], 1).await, 1);
+    assert_eq!(
+        bed.agent("node-c").wait_for_lines(&[&ledger, CUT], 1).await,
+        1
+    );
+    assert_eq!(bed.agent("node-b").lines_with(&[CUT]), 1, "batch's stayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_nodes_workloads_reach_no_one_once_the_deny_list_arrives() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let (web_serial, batch_serial) = (bed.workload_serial("web"), bed.workload_serial("batch"));
+    let mut batch_to_orders = bed.open("batch", "orders").await;
+    let mut orders_to_payments = bed.open("orders", "payments").await;
+
+    let revoked = bed.revoke("node-a", "taken out of service by the test");
+    bed.wait_for_revision(&["node-b", "node-c"], revoked.revision)
+        .await;
+
+    assert!(
+        revoked.serials.contains(&web_serial) && revoked.serials.contains(&batch_serial),
+        "web {web_serial} and batch {batch_serial} not in {:?}",
+        revoked.serials
+    );
+    batch_to_orders.closed_within(CLOSE_WITHIN).await.unwrap();
+    orders_to_payments.exchange().await.unwrap();
+    let after = [
+        refused("web", "orders"),
+        refused("batch", "orders"),
+        refused("batch", "payments"),
+        allowed("orders", "ledger"),
+        allowed("orders", "payments"),
+        allowed("ledger", "payments"),
+    ];
+    bed.check(&after).await.unwrap();
+    let batch = caller("batch");
+    assert_eq!(
+        bed.agent("node-b").wait_for_lines(&[&batch, CUT], 1).await,
+        1
+    );
+    let denied = ["TLS handshake failed; connection refused", "Revoked"];
+    let node_b = bed.agent("node-b").wait_for_lines(&denied, 2).await;
+    assert_eq!(node_b, 2, "web and batch refused by orders' agent");
+    let node_c = bed.agent("node-c").wait_for_lines(&denied, 1).await;
+    assert_eq!(node_c, 1, "batch refused by payments' agent");
+    bed.agent("node-a").assert_running();
+}
+
+/// How an agent's access log names the caller `service`.
+fn caller(service: &str) -> String {
+    format!("caller={}", id(service))
+}
