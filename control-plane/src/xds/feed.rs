@@ -83,7 +83,14 @@ pub fn spawn(
                             Err(_) => break,
                         }
                     }
-                    apply_batches(&compiler, batches);
+                    // Compiling many views is CPU work: keep it off the
+                    // threads that serve streams.
+                    let compiler = compiler.clone();
+                    let compiled = tokio::task::spawn_blocking(move || apply_batches(&compiler, batches));
+                    if compiled.await.is_err() {
+                        tracing::error!("compiling a change panicked; xDS stops following the store");
+                        return;
+                    }
                 }
                 changed = material.changed() => {
                     if changed.is_err() {
