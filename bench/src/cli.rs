@@ -25,6 +25,10 @@ enum Command {
     /// xDS: a fleet of simulated agents; a push to all of them, a push to a
     /// few, memory per stream, and a reconnect storm.
     Xds(XdsArgs),
+    /// The agent's data path: latency, bulk throughput and new mTLS
+    /// connections through an outbound and inbound agent pair, beside
+    /// direct TCP and an HAProxy mTLS pair, and the agents' memory.
+    Agent(AgentArgs),
 }
 
 /// Settings of the store benchmarks. Every load stops at its count or its
@@ -105,18 +109,22 @@ pub struct IdentityArgs {
 }
 
 impl IdentityArgs {
+    /// `--raw-secs` as a duration.
     pub fn raw_time(&self) -> Duration {
         Duration::from_secs(self.raw_secs)
     }
 
+    /// `--sign-secs` as a duration.
     pub fn sign_time(&self) -> Duration {
         Duration::from_secs(self.sign_secs)
     }
 
+    /// `--paced-secs` as a duration.
     pub fn paced_time(&self) -> Duration {
         Duration::from_secs(self.paced_secs)
     }
 
+    /// `--workload-ttl-secs` as a duration.
     pub fn lifetime(&self) -> Duration {
         Duration::from_secs(self.workload_ttl_secs)
     }
@@ -149,13 +157,24 @@ pub struct XdsArgs {
     /// Leave out the reconnect storm.
     #[arg(long)]
     pub skip_storm: bool,
+    /// The control plane's `--log-level`, e.g.
+    /// `info,palisade_control_plane::xds::feed=debug` to log how long each
+    /// change took to compile.
+    #[arg(long, default_value = "info")]
+    pub cp_log_level: String,
+    /// Keep each run's temporary directory (data, `cp.log`) and print
+    /// where it is.
+    #[arg(long)]
+    pub keep_temp: bool,
 }
 
 impl XdsArgs {
+    /// `--settle-secs` as a duration.
     pub fn settle(&self) -> Duration {
         Duration::from_secs(self.settle_secs)
     }
 
+    /// `--step-timeout-secs` as a duration.
     pub fn step_timeout(&self) -> Duration {
         Duration::from_secs(self.step_timeout_secs)
     }
@@ -167,6 +186,74 @@ impl Cli {
             Command::Store(args) => crate::store_bench::run(&args).await,
             Command::Identity(args) => crate::identity_bench::run(&args).await,
             Command::Xds(args) => crate::xds_bench::run(&args).await,
+            Command::Agent(args) => crate::agent_bench::run(&args).await,
         }
+    }
+}
+
+/// Settings of the agent benchmarks. Every load stops at its count or its
+/// time limit.
+#[derive(Clone, Debug, Args)]
+pub struct AgentArgs {
+    /// Requests per second of the open-loop latency runs.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long each latency run sends, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub latency_secs: u64,
+    /// Connections the latency requests are spread over, round-robin.
+    #[arg(long, default_value_t = 16)]
+    pub latency_connections: usize,
+    /// How long each bulk transfer sends, in seconds.
+    #[arg(long, default_value_t = 4)]
+    pub bulk_secs: u64,
+    /// Bulk transfers per path, interleaved; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub bulk_rounds: usize,
+    /// How long each new-connection run lasts, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub connect_secs: u64,
+    /// Concurrent clients of the new-connection runs.
+    #[arg(long, default_value_t = 8)]
+    pub connect_clients: usize,
+    /// Workloads on the server's node, each with a Service and a policy of
+    /// its own, besides the two the loads call.
+    #[arg(long, default_value_t = 1000)]
+    pub workloads: usize,
+    /// Idle time before the idle memory is read, in seconds.
+    #[arg(long, default_value_t = 3)]
+    pub settle_secs: u64,
+    /// The haproxy binary; by default `haproxy` on PATH, installed with
+    /// `apt-get install -y haproxy` if missing.
+    #[arg(long)]
+    pub haproxy: Option<PathBuf>,
+    /// Leave HAProxy out.
+    #[arg(long)]
+    pub skip_haproxy: bool,
+    /// Keep the temporary directory (data, logs, HAProxy's configuration)
+    /// and print where it is.
+    #[arg(long)]
+    pub keep_temp: bool,
+}
+
+impl AgentArgs {
+    /// `--latency-secs` as a duration.
+    pub fn latency_time(&self) -> Duration {
+        Duration::from_secs(self.latency_secs)
+    }
+
+    /// `--bulk-secs` as a duration.
+    pub fn bulk_time(&self) -> Duration {
+        Duration::from_secs(self.bulk_secs)
+    }
+
+    /// `--connect-secs` as a duration.
+    pub fn connect_time(&self) -> Duration {
+        Duration::from_secs(self.connect_secs)
+    }
+
+    /// `--settle-secs` as a duration.
+    pub fn settle(&self) -> Duration {
+        Duration::from_secs(self.settle_secs)
     }
 }

@@ -73,7 +73,7 @@ struct Credentials {
 }
 
 /// Resident memory of a process, in KiB.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {
     /// Resident now (VmRSS).
     pub rss_kib: u64,

@@ -9,6 +9,7 @@ use crate::cli::IdentityArgs;
 use crate::cp::ControlPlane;
 use crate::load::Limits;
 use crate::nodes::{csr_pem, new_key, workload_spiffe_id};
+use crate::noise::CpuSample;
 use crate::paced::Schedule;
 
 mod raw;
@@ -26,6 +27,7 @@ pub async fn run(args: &IdentityArgs) -> anyhow::Result<()> {
     ensure!(args.paced_rate > 0.0, "--paced-rate must be positive");
     let binary = ControlPlane::locate()?;
     let mut report = IdentityReport::default();
+    let began = CpuSample::now();
 
     // The raw rate, before anything else runs.
     let spiffe_id = workload_spiffe_id(signing::NAMESPACE, signing::SERVICE);
@@ -69,6 +71,7 @@ pub async fn run(args: &IdentityArgs) -> anyhow::Result<()> {
     report.paced = Some((schedule, paced));
 
     cp.stop().await.context("stopping palisade-cp")?;
+    report.others = Some(CpuSample::now().others_since(&began));
     report.print();
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod agent_bench;
 mod cli;
 mod cp;
 mod docs;
@@ -12,6 +13,7 @@ mod etcd;
 mod identity_bench;
 mod load;
 mod nodes;
+mod noise;
 mod paced;
 mod report;
 mod store_bench;

@@ -13,7 +13,9 @@ use crate::load::Latencies;
 /// When calls are due: `rate` per second for `duration`.
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule {
+    /// Calls per second.
     pub rate: f64,
+    /// How long calls are sent.
     pub duration: Duration,
 }
 

@@ -9,6 +9,7 @@ use anyhow::{Context as _, ensure};
 
 use crate::cli::XdsArgs;
 use crate::cp::ControlPlane;
+use crate::noise::CpuSample;
 
 mod agent;
 mod connect;
@@ -54,6 +55,7 @@ async fn run_fleet(
     args: &XdsArgs,
 ) -> anyhow::Result<XdsReport> {
     let timeout = args.step_timeout();
+    let began = CpuSample::now();
     let root = tempfile::Builder::new()
         .prefix("palisade-bench-")
         .tempdir()
@@ -61,7 +63,9 @@ async fn run_fleet(
 
     // A control plane that keeps its port across restarts, and the fleet.
     let mut cp = ControlPlane::init(binary, &root.path().join("cp"))?;
-    cp.set_serve_args(SERVE_ARGS);
+    let mut serve_args = SERVE_ARGS.to_vec();
+    serve_args.extend(["--log-level", &args.cp_log_level]);
+    cp.set_serve_args(&serve_args);
     cp.start().await.context("starting palisade-cp")?;
     cp.keep_address()?;
     let mut admin = cp.admin().await?;
@@ -90,6 +94,9 @@ async fn run_fleet(
 
     drop(swarm);
     cp.stop().await.context("stopping palisade-cp")?;
+    if args.keep_temp {
+        println!("kept {}", root.keep().display());
+    }
     Ok(XdsReport {
         agents,
         setup: fleet.setup,
@@ -97,5 +104,6 @@ async fn run_fleet(
         fleet_push,
         targeted,
         storm,
+        others: CpuSample::now().others_since(&began),
     })
 }

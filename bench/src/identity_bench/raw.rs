@@ -28,6 +28,7 @@ pub struct RawRate {
 }
 
 impl RawRate {
+    /// Certificates per second.
     pub fn rate(&self) -> f64 {
         self.signed as f64 / self.elapsed.as_secs_f64()
     }

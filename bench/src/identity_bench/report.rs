@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::raw::RawRate;
 use crate::load::Outcome;
+use crate::noise::Others;
 use crate::paced::{PacedOutcome, Schedule};
 use crate::table::{Table, met, millis, per_second};
 
@@ -23,13 +24,19 @@ pub struct IdentityReport {
     /// Closed-loop loads by client count.
     pub signing: Vec<(usize, Outcome)>,
     pub paced: Option<(Schedule, PacedOutcome)>,
+    /// What other processes took meanwhile.
+    pub others: Option<Others>,
 }
 
 impl IdentityReport {
     /// Prints the results table.
     pub fn print(mut self) {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        println!("\nPalisade identity benchmarks: {cores} cores\n");
+        println!("\nPalisade identity benchmarks: {cores} cores");
+        if let Some(others) = self.others {
+            println!("{others}");
+        }
+        println!();
 
         let mut table = Table::<5>::default();
         table.row([

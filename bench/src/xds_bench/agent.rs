@@ -29,6 +29,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_ATTEMPTS: u32 = 20;
 /// The pause after the first failed try; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between tries.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// The user agent the simulated agents claim.
 const USER_AGENT: &str = "palisade-bench";
@@ -46,6 +47,22 @@ pub struct AgentSpec {
 /// What an agent holds: by type (in [`TYPES`] order), name to version.
 type Held = [BTreeMap<String, String>; TYPES.len()];
 
+/// The responses of a stream.
+type Inbound = tonic::Streaming<DeltaDiscoveryResponse>;
+
+/// Why a stream failed.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("connecting: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("the stream failed: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("a response of a type not asked for: {0}")]
+    UnaskedType(String),
+    #[error("the request stream closed")]
+    RequestsClosed,
+}
+
 /// How a stream ended.
 struct Ended {
     synced: bool,
@@ -54,6 +71,7 @@ struct Ended {
 
 /// What an agent shares with the swarm that runs it.
 pub struct Links {
+    /// Where the agent reports.
     pub events: mpsc::UnboundedSender<Event>,
     /// Limits how many agents make their first connection at once.
     pub gate: Arc<Semaphore>,
@@ -100,6 +118,31 @@ async fn connect_until_synced(
     }
 }
 
+/// Connects and opens a stream subscribed to every type, resuming from
+/// what is held; returns where requests go and where responses come from.
+async fn open(
+    spec: &AgentSpec,
+    held: &Held,
+) -> Result<(mpsc::Sender<DeltaDiscoveryRequest>, Inbound), StreamError> {
+    let channel = spec.endpoint.connect().await?;
+    let (requests, queued) = mpsc::channel(2 * TYPES.len());
+    for (index, type_url) in TYPES.iter().enumerate() {
+        let node = (index == 0).then_some(spec.node.as_str());
+        let _ = requests.try_send(subscription(node, type_url, &held[index]));
+    }
+
+    let outbound = futures_util::stream::unfold(queued, |mut queued| async move {
+        queued.recv().await.map(|request| (request, queued))
+    });
+    let mut client = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let inbound = client
+        .delta_aggregated_resources(outbound)
+        .await?
+        .into_inner();
+    Ok((requests, inbound))
+}
+
 /// One stream's progress towards its first answer of every type.
 struct Stream {
     agent: usize,
@@ -136,7 +179,7 @@ impl Stream {
     ) -> Ended {
         let error = match self.serve(spec, held, events, permit).await {
             Ok(()) => "the stream ended".to_owned(),
-            Err(error) => error,
+            Err(error) => error.to_string(),
         };
         Ended {
             synced: self.synced,
@@ -150,35 +193,19 @@ impl Stream {
         held: &mut Held,
         events: &mpsc::UnboundedSender<Event>,
         permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), String> {
-        // Connect and subscribe to every type, resuming from what is held.
-        let channel = spec.endpoint.connect().await.map_err(|e| e.to_string())?;
-        let (requests, queued) = mpsc::channel(2 * TYPES.len());
-        for (index, type_url) in TYPES.iter().enumerate() {
-            let node = (index == 0).then_some(spec.node.as_str());
-            let _ = requests.try_send(subscription(node, type_url, &held[index]));
-        }
-        let outbound = futures_util::stream::unfold(queued, |mut queued| async move {
-            queued.recv().await.map(|request| (request, queued))
-        });
-        let mut client = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        let mut inbound = client
-            .delta_aggregated_resources(outbound)
-            .await
-            .map_err(|status| status.to_string())?
-            .into_inner();
-
-        // Acknowledge every response and report it.
-        while let Some(response) = inbound.message().await.map_err(|s| s.to_string())? {
+    ) -> Result<(), StreamError> {
+        let (requests, mut inbound) = open(spec, held).await?;
+        while let Some(response) = inbound.message().await? {
             let received = Instant::now();
-            let Some(type_index) = TYPES.iter().position(|t| *t == response.type_url) else {
-                return Err(format!("a response of unasked type {}", response.type_url));
-            };
+            let type_index = TYPES
+                .iter()
+                .position(|t| *t == response.type_url)
+                .ok_or_else(|| StreamError::UnaskedType(response.type_url.clone()))?;
             let unchanged = take(&mut held[type_index], &response);
-            if requests.send(ack(&response)).await.is_err() {
-                return Err("the request stream closed".into());
-            }
+            requests
+                .send(ack(&response))
+                .await
+                .map_err(|_| StreamError::RequestsClosed)?;
 
             let update = Update {
                 agent: self.agent,

@@ -6,6 +6,7 @@ use super::connect::{Connected, Reading};
 use super::push::{Arrivals, FleetPush, TargetedPush};
 use super::storm::Storm;
 use crate::load::Latencies;
+use crate::noise::Others;
 use crate::table::{Table, met, millis, seconds};
 
 /// The slowest acknowledgement of a fleet push allowed, and the goal.
@@ -25,6 +26,8 @@ pub struct XdsReport {
     pub fleet_push: FleetPush,
     pub targeted: TargetedPush,
     pub storm: Option<Storm>,
+    /// What other processes took meanwhile.
+    pub others: Others,
 }
 
 impl XdsReport {
@@ -32,8 +35,8 @@ impl XdsReport {
     pub fn print(mut self) {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!(
-            "\nPalisade xDS benchmarks: {} agents, {cores} cores\n",
-            self.agents
+            "\nPalisade xDS benchmarks: {} agents, {cores} cores\n{}\n",
+            self.agents, self.others
         );
 
         let mut table = Table::<4>::default();
