@@ -42,6 +42,7 @@ mod registry;
 mod tables;
 mod tls;
 mod trust;
+mod verified;
 
 use std::future::Future;
 use std::net::IpAddr;

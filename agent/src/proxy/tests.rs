@@ -4,5 +4,5 @@
 
 mod inbound;
 mod outbound;
-mod support;
+pub(crate) mod support;
 mod tables;

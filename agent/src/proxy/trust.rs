@@ -13,6 +13,7 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{CertificateError, OtherError, RootCertStore};
 
 use super::peer::{self, Peer, PeerError};
+use super::verified::{Role, VerifiedChains};
 
 /// Why a peer certificate is refused, beyond what WebPKI says.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Anchors {
     bundle_pem: String,
     /// `None` when the bundle holds no usable certificate.
     verifiers: Option<Verifiers>,
+    /// Chains these anchors verified already.
+    verified: VerifiedChains,
 }
 
 #[derive(Debug)]
@@ -59,6 +62,7 @@ impl Anchors {
         Self {
             bundle_pem: bundle_pem.to_owned(),
             verifiers: Verifiers::new(bundle_pem),
+            verified: VerifiedChains::default(),
         }
     }
 
@@ -72,10 +76,13 @@ impl Anchors {
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
         let verifiers = self.verifiers.as_ref().ok_or(TrustError::NoBundle)?;
-        verifiers
-            .client
-            .verify_client_cert(end_entity, intermediates, now)
-            .map(|_| ())
+        self.verified
+            .check(Role::Client, end_entity, intermediates, now, || {
+                verifiers
+                    .client
+                    .verify_client_cert(end_entity, intermediates, now)
+                    .map(|_| ())
+            })
     }
 
     /// Checks a server chain as [`verify_client`](Self::verify_client)
@@ -87,14 +94,17 @@ impl Anchors {
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
         let verifiers = self.verifiers.as_ref().ok_or(TrustError::NoBundle)?;
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &verifiers.roots,
-            intermediates,
-            now,
-            algorithms().all,
-        )
+        self.verified
+            .check(Role::Server, end_entity, intermediates, now, || {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &verifiers.roots,
+                    intermediates,
+                    now,
+                    algorithms().all,
+                )
+            })
     }
 }
 

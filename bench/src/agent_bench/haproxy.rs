@@ -3,7 +3,7 @@
 //! loopback address and opens mTLS to the server side, which terminates
 //! it and forwards to the same applications. Both sides speak TLS 1.3
 //! only, with the cipher suite and key exchange group the agents
-//! negotiate (TLS_AES_256_GCM_SHA384, X25519), require and verify the
+//! negotiate (TLS_AES_128_GCM_SHA256, X25519), require and verify the
 //! peer's certificate against the same trust bundle, and never resume a
 //! session, so every connection is a full handshake, as with the agents.
 //! Unlike the agents, HAProxy checks no SPIFFE ID and no policy.
@@ -33,9 +33,9 @@ global
     maxconn 8000
     nbthread 2
     tune.ssl.cachesize 0
-    ssl-default-bind-ciphersuites TLS_AES_256_GCM_SHA384
+    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
     ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
-    ssl-default-server-ciphersuites TLS_AES_256_GCM_SHA384
+    ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256
     ssl-default-server-options ssl-min-ver TLSv1.3 no-tls-tickets
 
 defaults
