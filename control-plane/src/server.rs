@@ -96,7 +96,7 @@ pub async fn run(
         listening.peers,
         draining.clone(),
     ))
-    .max_decoding_message_size(usize::MAX)
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
 
     // The router, with every request body counted against the limit.

@@ -19,6 +19,7 @@ pub use palisade_proto::admin as pb;
 pub mod bed;
 pub mod identity;
 pub mod mtls;
+pub mod raw;
 pub mod system;
 pub mod x509;
 pub mod xds;

@@ -197,6 +197,27 @@ async fn oversized_request_is_refused_before_it_is_buffered() {
 }
 
 #[tokio::test]
+async fn a_message_declared_too_large_is_refused_before_its_bytes_arrive() {
+    let (cp, mut client) = started().await;
+    let before = snapshot(&mut client).await;
+
+    let answer = palisade_tests::raw::declared_message(
+        &cp,
+        &cp.admin_credentials(),
+        "/palisade.admin.v1.Admin/Apply",
+        64 * 1024 * 1024,
+        4096,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(answer.code, Code::ResourceExhausted as i32, "{answer:?}");
+    assert!(answer.message.contains("67108864 bytes"), "{answer:?}");
+    assert_eq!(snapshot(&mut client).await, before);
+}
+
+#[tokio::test]
 async fn viewer_cannot_write_and_hears_which_permission_is_missing() {
     let mut cp = ControlPlane::init("bad.test").unwrap();
     let viewer = cp.issue_admin("vera").unwrap();
