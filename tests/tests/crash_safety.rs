@@ -33,11 +33,12 @@ async fn acknowledged_applies_survive_sigkill() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut random = Random::new();
 
+    let mut lost = BTreeSet::new();
     for cycle in 0..cycles {
         cp.start()
             .await
             .unwrap_or_else(|e| panic!("cycle {cycle}: restart failed: {e}"));
-        check(&cp, &ledger, cycle).await;
+        lost.extend(check(&cp, &ledger, cycle).await.lost);
 
         let clients: Vec<_> = (0..CLIENTS)
             .map(|client| tokio::spawn(run_client(cp_client(&cp), ledger.clone(), cycle, client)))
@@ -50,13 +51,19 @@ async fn acknowledged_applies_survive_sigkill() {
     }
 
     cp.start().await.unwrap();
-    let (acknowledged, unanswered, present) = check(&cp, &ledger, cycles).await;
-    println!(
-        "crash safety: {cycles} SIGKILL cycles, {acknowledged} acknowledged applies, \
-         0 lost, {unanswered} unanswered ({present} whole, the rest absent)"
+    let tally = check(&cp, &ledger, cycles).await;
+    lost.extend(tally.lost);
+    eprintln!(
+        "crash safety: {cycles} SIGKILL cycles, {} acknowledged applies, {} lost, \
+         {} unanswered ({} whole, the rest absent)",
+        tally.acknowledged,
+        lost.len(),
+        tally.unanswered,
+        tally.present
     );
+    assert!(lost.is_empty(), "acknowledged applies lost: {lost:?}");
     assert!(
-        acknowledged > cycles,
+        tally.acknowledged > cycles,
         "too few applies were acknowledged to prove anything"
     );
 }
@@ -119,9 +126,19 @@ fn pair(name: &str) -> String {
     )
 }
 
-/// Checks the store against the ledger and returns (acknowledged,
-/// unanswered, unanswered-but-present).
-async fn check(cp: &ControlPlane, ledger: &Mutex<Ledger>, cycle: usize) -> (usize, usize, usize) {
+/// What one check of the store against the ledger found.
+struct Tally {
+    acknowledged: usize,
+    /// Acknowledged applies missing from the store, in whole or in part.
+    lost: Vec<String>,
+    unanswered: usize,
+    /// Unanswered applies that are present, whole.
+    present: usize,
+}
+
+/// Checks the store against the ledger: the audit chain verifies, and no
+/// unanswered apply is half written.
+async fn check(cp: &ControlPlane, ledger: &Mutex<Ledger>, cycle: usize) -> Tally {
     let mut client = cp.admin().await.unwrap();
     let nodes = names(&mut client, "Node").await;
     let services = names(&mut client, "Service").await;
@@ -137,15 +154,12 @@ async fn check(cp: &ControlPlane, ledger: &Mutex<Ledger>, cycle: usize) -> (usiz
     );
 
     let ledger = ledger.lock().unwrap();
-    let lost: Vec<&String> = ledger
+    let lost: Vec<String> = ledger
         .acknowledged
         .iter()
         .filter(|n| !nodes.contains(*n) || !services.contains(*n))
+        .cloned()
         .collect();
-    assert!(
-        lost.is_empty(),
-        "cycle {cycle}: acknowledged applies lost: {lost:?}"
-    );
 
     let mut present = 0;
     for name in &ledger.unanswered {
@@ -155,7 +169,12 @@ async fn check(cp: &ControlPlane, ledger: &Mutex<Ledger>, cycle: usize) -> (usiz
             _ => panic!("cycle {cycle}: apply {name} is half written"),
         }
     }
-    (ledger.acknowledged.len(), ledger.unanswered.len(), present)
+    Tally {
+        acknowledged: ledger.acknowledged.len(),
+        lost,
+        unanswered: ledger.unanswered.len(),
+        present,
+    }
 }
 
 /// Every name of `kind`, following pages.
