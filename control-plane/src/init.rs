@@ -214,8 +214,9 @@ fn check_options(options: &InitOptions) -> Result<(), InitError> {
 }
 
 /// Issues an admin certificate, records it in the store with its audit
-/// entry, and writes `<dir>/<name>.pem` (with the chain), `<dir>/<name>-key.pem`
-/// (0600) and `<dir>/ca.pem` (the trust bundle). Returns the admin's identity.
+/// entry, and writes `<dir>/<name>.pem` (with the chain) and
+/// `<dir>/<name>-key.pem`, both 0600, and `<dir>/ca.pem` (the trust bundle).
+/// Returns the admin's identity.
 async fn write_admin_credentials(
     store: &dyn Store,
     dir: &Path,
@@ -240,7 +241,7 @@ async fn write_admin_credentials(
         written.map_err(|e| io(&path, e))
     };
     let chain = format!("{certificate_pem}{}", ca.chain_pem());
-    write(&format!("{}.pem", admin.name), chain.as_bytes(), false)?;
+    write(&format!("{}.pem", admin.name), chain.as_bytes(), true)?;
     write(&format!("{}-key.pem", admin.name), key_pem.expose(), true)?;
     write("ca.pem", ca.bundle_pem().as_bytes(), false)?;
     Ok(identity)
