@@ -117,6 +117,16 @@ pub trait Store: Send + Sync + 'static {
     /// and returns its sequence once it is durable.
     async fn audit(&self, record: AuditRecord) -> Result<u64, StoreError>;
 
+    /// Appends an audit entry as [`Store::audit`] does, but only if every
+    /// precondition holds; refuses it with [`StoreError::Conflict`] as a
+    /// write would, appending nothing. For a call whose effect lies outside
+    /// the store, such as a minted token, that must not race a change.
+    async fn audit_if(
+        &self,
+        record: AuditRecord,
+        preconditions: Vec<Precondition>,
+    ) -> Result<u64, StoreError>;
+
     /// Reads one resource.
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError>;
 

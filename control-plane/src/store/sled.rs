@@ -15,7 +15,10 @@ use ::sled::{Db, Tree};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, oneshot};
 
-use super::{ChangeBatch, ResourcePage, Revision, Store, StoreError, StoredResource, WriteRequest};
+use super::{
+    ChangeBatch, Precondition, ResourcePage, Revision, Store, StoreError, StoredResource,
+    WriteRequest,
+};
 use crate::audit::{AuditChain, AuditEntry, AuditRecord, GENESIS_HASH, Verification};
 use committer::{Committer, Job};
 use durable::Durability;
@@ -207,7 +210,16 @@ impl Store for SledStore {
     }
 
     async fn audit(&self, record: AuditRecord) -> Result<u64, StoreError> {
-        self.submit(|tx| Job::Audit(record, tx)).await
+        self.submit(|tx| Job::Audit(record, Vec::new(), tx)).await
+    }
+
+    async fn audit_if(
+        &self,
+        record: AuditRecord,
+        preconditions: Vec<Precondition>,
+    ) -> Result<u64, StoreError> {
+        self.submit(|tx| Job::Audit(record, preconditions, tx))
+            .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {

@@ -18,7 +18,7 @@ use super::durable::Durability;
 use super::group::Group;
 use super::integrity::Head;
 use crate::audit::AuditRecord;
-use crate::store::{ChangeBatch, Revision, StoreError, WriteRequest};
+use crate::store::{ChangeBatch, Precondition, Revision, StoreError, WriteRequest};
 
 /// The most writes committed in one round.
 const MAX_ROUND: usize = 512;
@@ -26,7 +26,11 @@ const MAX_ROUND: usize = 512;
 /// A queued write and the writer waiting for its outcome.
 pub(super) enum Job {
     Write(WriteRequest, oneshot::Sender<Result<Revision, StoreError>>),
-    Audit(AuditRecord, oneshot::Sender<Result<u64, StoreError>>),
+    Audit(
+        AuditRecord,
+        Vec<Precondition>,
+        oneshot::Sender<Result<u64, StoreError>>,
+    ),
 }
 
 /// An answer owed to a writer.
@@ -149,7 +153,9 @@ fn stage(group: &mut Group<'_>, jobs: Vec<Job>) -> Vec<Reply> {
     jobs.into_iter()
         .map(|job| match job {
             Job::Write(request, tx) => Reply::Write(tx, group.stage_write(request)),
-            Job::Audit(record, tx) => Reply::Audit(tx, Ok(group.stage_audit(record))),
+            Job::Audit(record, preconditions, tx) => {
+                Reply::Audit(tx, group.stage_audit(record, &preconditions))
+            }
         })
         .collect()
 }
@@ -159,7 +165,7 @@ fn refuse(jobs: Vec<Job>, error: impl Fn() -> StoreError) -> Vec<Reply> {
     jobs.into_iter()
         .map(|job| match job {
             Job::Write(_, tx) => Reply::Write(tx, Err(error())),
-            Job::Audit(_, tx) => Reply::Audit(tx, Err(error())),
+            Job::Audit(_, _, tx) => Reply::Audit(tx, Err(error())),
         })
         .collect()
 }

@@ -83,9 +83,17 @@ impl<'a> Group<'a> {
     }
 
     /// Stages an audit entry for a call that changed nothing and returns its
-    /// sequence.
-    pub fn stage_audit(&mut self, record: AuditRecord) -> u64 {
-        self.link(record)
+    /// sequence, or refuses it, staging nothing, when one of its
+    /// preconditions fails.
+    pub fn stage_audit(
+        &mut self,
+        record: AuditRecord,
+        preconditions: &[Precondition],
+    ) -> Result<u64, StoreError> {
+        for precondition in preconditions {
+            self.check(precondition)?;
+        }
+        Ok(self.link(record))
     }
 
     fn link(&mut self, record: AuditRecord) -> u64 {

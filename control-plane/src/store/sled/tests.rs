@@ -69,6 +69,33 @@ async fn failed_precondition_changes_nothing() {
 }
 
 #[tokio::test]
+async fn conditional_audit_is_appended_only_while_its_preconditions_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let minted = || AuditRecord::now("spiffe://td/node/a", "mint jwt-svid", Outcome::Ok);
+    let not_revoked = || {
+        vec![Precondition::Absent {
+            key: "NodeRevocation//a".into(),
+        }]
+    };
+
+    let first = store.audit_if(minted(), not_revoked()).await.unwrap();
+    store.write(put("NodeRevocation//a", vec![])).await.unwrap();
+    let refused = store.audit_if(minted(), not_revoked()).await.unwrap_err();
+
+    assert_eq!(first, 1);
+    assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
+    let entries = store.audit_entries(0, 10).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(actions, ["mint jwt-svid", "apply"]);
+    assert_eq!(
+        store.revision(),
+        1,
+        "an audit entry alone changes no revision"
+    );
+}
+
+#[tokio::test]
 async fn new_resource_under_a_prefix_fails_unchanged_since() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
