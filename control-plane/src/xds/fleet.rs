@@ -28,9 +28,13 @@ pub struct Nack {
 pub struct TypeStatus {
     /// `None` for a wildcard subscription.
     pub subscribed: Option<usize>,
-    /// The version (a store revision) of the newest response sent.
+    /// The version (a store revision) of the newest response sent. A newer
+    /// view that leaves the type as that response carried it moves this to
+    /// the newer view's revision, since nothing need be sent for it.
     pub sent_revision: Option<u64>,
-    /// The version of the newest response acknowledged.
+    /// The version of the newest response acknowledged, moved forward in the
+    /// same way; so a client that applied everything sent to it is at its
+    /// view's revision in every type, not only in those that changed.
     pub acked_revision: Option<u64>,
     pub last_nack: Option<Nack>,
     /// What the client holds, by name: the acknowledged versions.

@@ -2,14 +2,15 @@
 //! speaks: its registration in the fleet, its view, its nonces, and the
 //! limits it must keep to.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::compile::Compiler;
-use super::fleet::{Fleet, Registration};
+use super::fleet::{Fleet, Nack, Registration};
 use super::view::{ClientKey, View};
 use super::{agent, envoy};
 
@@ -148,15 +149,97 @@ impl Context {
         Ok(())
     }
 
-    /// The latest view, marking it seen.
-    pub fn current(&mut self) -> Arc<View> {
-        self.view.borrow_and_update().clone()
+    /// The latest view. It is not marked seen: a view that arrives while a
+    /// request is answered must still wake the stream, so that every type,
+    /// not only the requested one, gets its changes.
+    pub fn current(&self) -> Arc<View> {
+        self.view.borrow().clone()
     }
 
     /// The stream's id in the fleet.
     pub fn id(&self) -> u64 {
         self.registration.id
     }
+
+    /// Records that the client applied `sent`, and now holds `held`.
+    pub fn record_ack(&self, type_url: &str, sent: &mut Sent, held: BTreeMap<String, String>) {
+        sent.answer = Answer::Acked;
+        let revision = sent.revision;
+        self.fleet.update(self.id(), type_url, |t| {
+            t.acked_revision = Some(revision);
+            t.held = held;
+        });
+    }
+
+    /// Records that the client rejected `sent` with `error`.
+    pub fn record_nack(&self, type_url: &str, sent: &mut Sent, error: &str) {
+        sent.answer = Answer::Rejected;
+        let revision = sent.revision;
+        tracing::warn!(client = %self.client, type_url, revision, error, "xDS response rejected");
+        let nack = Nack {
+            version: revision.to_string(),
+            error: error.to_owned(),
+            at: SystemTime::now(),
+        };
+        self.fleet
+            .update(self.id(), type_url, |t| t.last_nack = Some(nack));
+    }
+
+    /// Records a response just sent for the type.
+    pub fn record_sent(&self, type_url: &str, sent: &Sent, subscribed: Option<usize>) {
+        let revision = sent.revision;
+        self.fleet.update(self.id(), type_url, |t| {
+            t.subscribed = subscribed;
+            t.sent_revision = Some(revision);
+        });
+    }
+
+    /// Records that a view at `revision` left the type as `sent` carried it,
+    /// so that the response stands for `revision` too. An acknowledged type
+    /// is current at once, one still awaited becomes so when acknowledged; a
+    /// rejected one stays behind, since the client holds something older.
+    pub fn record_unchanged(&self, type_url: &str, sent: &mut Sent, revision: u64) {
+        if sent.revision >= revision || sent.answer == Answer::Rejected {
+            return;
+        }
+        sent.revision = revision;
+
+        let acked = sent.answer == Answer::Acked;
+        self.fleet.update(self.id(), type_url, |t| {
+            t.sent_revision = Some(revision);
+            if acked {
+                t.acked_revision = Some(revision);
+            }
+        });
+    }
+}
+
+/// The newest response of one type on a stream.
+#[derive(Debug)]
+pub struct Sent {
+    pub nonce: String,
+    /// The revision of the view whose content for the type the response
+    /// carries; later views that leave that content alone move it forward.
+    pub revision: u64,
+    pub answer: Answer,
+}
+
+impl Sent {
+    pub fn new(nonce: String, revision: u64) -> Self {
+        Self {
+            nonce,
+            revision,
+            answer: Answer::Awaited,
+        }
+    }
+}
+
+/// What the client said of a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Awaited,
+    Acked,
+    Rejected,
 }
 
 /// Resolves when the server drains.
@@ -170,6 +253,22 @@ pub async fn draining(shutdown: &mut watch::Receiver<bool>) {
 /// The status a stream ends with when the server drains.
 pub fn drained() -> Status {
     Status::unavailable("the control plane is shutting down; reconnect to another")
+}
+
+/// The status that ends a stream whose client sent a message that could not
+/// be read as a request; `None` when the client merely went away.
+pub fn unreadable(status: &Status) -> Option<Status> {
+    match status.code() {
+        Code::OutOfRange => Some(Status::resource_exhausted(format!(
+            "a request is larger than the limit: {}",
+            status.message()
+        ))),
+        Code::Internal | Code::InvalidArgument => Some(Status::invalid_argument(format!(
+            "the request could not be read: {}",
+            status.message()
+        ))),
+        _ => None,
+    }
 }
 
 /// Whether a subscription that names nothing means every resource of the

@@ -123,6 +123,9 @@ fn acked(stream: &XdsStream) -> String {
 }
 
 /// How many revisions the oldest acknowledgement trails the client's view.
+/// The control plane counts a type that a newer view left unchanged as
+/// acknowledged at that view, so a client that applied all it was sent is
+/// 0 behind; a pending or rejected response keeps its type behind.
 fn behind(stream: &XdsStream, _current: u64) -> String {
     let oldest = stream.types.iter().map(|t| t.acked_revision).min();
     match oldest {

@@ -6,8 +6,11 @@
 //! already has at the current version is not sent again. Subscribing `*`
 //! asks for every resource of the type; a first request naming nothing does
 //! the same for types that default to the wildcard, unless it subscribes and
-//! unsubscribes `*` at once, which asks for nothing yet. The first request
-//! of each type is always answered, if need be with an empty response.
+//! unsubscribes `*` at once, which asks for nothing yet. While the wildcard
+//! is on, unsubscribing a name changes nothing the client receives;
+//! unsubscribing `*` makes the client forget what only the wildcard gave
+//! it. The first request of each type is always answered, if need be with
+//! an empty response.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,8 +21,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::sotw::{check_open, end_on_bad_message};
-use super::{Context, send, wildcard_by_default};
-use crate::xds::fleet::Nack;
+use super::{Context, Sent, send, wildcard_by_default};
 use crate::xds::view::View;
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
@@ -28,13 +30,14 @@ type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
+    /// Names subscribed explicitly, whether or not the wildcard is on.
     names: BTreeSet<String>,
     /// What the client holds, name to version, as far as we know.
     held: BTreeMap<String, String>,
     /// Subscribed names already reported as not existing.
     reported_absent: BTreeSet<String>,
-    /// The newest response's nonce and revision.
-    pending: Option<(String, u64)>,
+    /// The newest response.
+    sent: Option<Sent>,
     /// Whether a request for the type was seen.
     started: bool,
 }
@@ -106,33 +109,18 @@ async fn handle(
 }
 
 fn record_answer(context: &Context, request: &DeltaDiscoveryRequest, state: &mut TypeState) {
-    let Some((nonce, revision)) = state.pending.clone() else {
+    let Some(sent) = state.sent.as_mut() else {
+        tracing::debug!(nonce = %request.response_nonce, "nonce before any response; ignored");
         return;
     };
-    if nonce != request.response_nonce {
-        tracing::debug!(nonce = %request.response_nonce, "stale nonce");
+    if sent.nonce != request.response_nonce {
+        tracing::debug!(nonce = %request.response_nonce, "stale nonce; answer ignored");
         return;
     }
 
     match &request.error_detail {
-        Some(error) => {
-            tracing::warn!(client = %context.client, type_url = %request.type_url, revision, error = %error.message, "xDS response rejected");
-            let nack = Nack {
-                version: revision.to_string(),
-                error: error.message.clone(),
-                at: std::time::SystemTime::now(),
-            };
-            context.fleet.update(context.id(), &request.type_url, |t| {
-                t.last_nack = Some(nack)
-            });
-        }
-        None => {
-            let held = state.held.clone();
-            context.fleet.update(context.id(), &request.type_url, |t| {
-                t.acked_revision = Some(revision);
-                t.held = held;
-            });
-        }
+        Some(error) => context.record_nack(&request.type_url, sent, &error.message),
+        None => context.record_ack(&request.type_url, sent, state.held.clone()),
     }
 }
 
@@ -140,6 +128,7 @@ fn subscribe(state: &mut TypeState, request: &DeltaDiscoveryRequest, first: bool
     let star = |names: &[String]| names.iter().any(|n| n == "*");
     let subscribes_star = star(&request.resource_names_subscribe);
     let unsubscribes_star = star(&request.resource_names_unsubscribe);
+    let had_wildcard = state.wildcard;
 
     if first {
         state.wildcard = request.resource_names_subscribe.is_empty()
@@ -159,22 +148,32 @@ fn subscribe(state: &mut TypeState, request: &DeltaDiscoveryRequest, first: bool
         state.wildcard = false;
     }
 
-    for name in request
-        .resource_names_subscribe
-        .iter()
-        .filter(|n| *n != "*")
-    {
-        state.names.insert(name.clone());
+    let named =
+        |names: &[String]| -> Vec<String> { names.iter().filter(|n| *n != "*").cloned().collect() };
+    state.names.extend(named(&request.resource_names_subscribe));
+    for name in named(&request.resource_names_unsubscribe) {
+        unsubscribe(state, &name);
     }
-    for name in request
-        .resource_names_unsubscribe
-        .iter()
-        .filter(|n| *n != "*")
-    {
-        state.names.remove(name);
+    if had_wildcard && !state.wildcard {
+        forget_wildcard(state);
+    }
+}
+
+/// Drops an explicit subscription. With the wildcard on, the client still
+/// receives the resource, so it keeps what it holds and is sent nothing.
+fn unsubscribe(state: &mut TypeState, name: &str) {
+    state.names.remove(name);
+    state.reported_absent.remove(name);
+    if !state.wildcard {
         state.held.remove(name);
-        state.reported_absent.remove(name);
     }
+}
+
+/// The wildcard is off: what the client held only through it, it forgets
+/// by itself, so it is neither held any longer nor reported removed later.
+fn forget_wildcard(state: &mut TypeState) {
+    let names = &state.names;
+    state.held.retain(|name, _| names.contains(name));
 }
 
 async fn push_all(
@@ -203,12 +202,16 @@ async fn push(
     check_open(&view)?;
     let (resources, removed) = difference(&view, type_url, state);
     if resources.is_empty() && removed.is_empty() && !answer_empty {
+        if let Some(sent) = state.sent.as_mut() {
+            context.record_unchanged(type_url, sent, view.revision);
+        }
         return Ok(());
     }
     if answer_empty && view.of(type_url).is_none() {
         tracing::debug!(type_url, "unknown type URL; answering with nothing");
     }
 
+    // What the client will hold once it applies the response.
     for resource in &resources {
         state
             .held
@@ -219,22 +222,20 @@ async fn push(
             state.reported_absent.insert(name.clone());
         }
     }
-    let nonce = context.next_nonce();
-    state.pending = Some((nonce.clone(), view.revision));
-    let subscribed = (!state.wildcard).then_some(state.names.len());
-    context.fleet.update(context.id(), type_url, |t| {
-        t.subscribed = subscribed;
-        t.sent_revision = Some(view.revision);
-    });
 
+    let sent = Sent::new(context.next_nonce(), view.revision);
+    let subscribed = (!state.wildcard).then_some(state.names.len());
+    context.record_sent(type_url, &sent, subscribed);
     let response = DeltaDiscoveryResponse {
         system_version_info: view.revision.to_string(),
         resources,
         type_url: type_url.to_owned(),
         removed_resources: removed,
-        nonce,
+        nonce: sent.nonce.clone(),
         ..Default::default()
     };
+    state.sent = Some(sent);
+
     if !send(tx, response).await {
         return Err(Status::cancelled("the client is gone"));
     }
@@ -272,3 +273,6 @@ fn difference(view: &View, type_url: &str, state: &TypeState) -> (Vec<Resource>,
     let removed: Vec<String> = gone.chain(absent).cloned().collect();
     (changed, removed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,27 +13,20 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::{Context, send, wildcard_by_default};
-use crate::xds::fleet::Nack;
+use super::{Context, Sent, send, wildcard_by_default};
 use crate::xds::view::View;
 
 type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
-
-/// What was last sent for a type.
-#[derive(Debug)]
-struct Sent {
-    nonce: String,
-    revision: u64,
-    /// Name to version.
-    content: BTreeMap<String, String>,
-}
 
 /// One type's subscription on the stream.
 #[derive(Debug, Default)]
 struct TypeState {
     /// `None` subscribes to every resource of the type.
     names: Option<BTreeSet<String>>,
+    /// The newest response.
     sent: Option<Sent>,
+    /// What the newest response carried, name to version.
+    content: BTreeMap<String, String>,
     /// What the client rejected, not to be sent again.
     rejected: Option<BTreeMap<String, String>>,
 }
@@ -81,16 +74,12 @@ pub async fn run(
     }
 }
 
-/// Ends a stream whose client sent something that is not a request.
+/// Ends a stream whose client sent something that is not a request, or
+/// simply went away.
 pub(super) async fn end_on_bad_message<T>(tx: &mpsc::Sender<Result<T, Status>>, status: Status) {
     tracing::debug!(%status, "xDS stream ended by the client");
-    if status.code() == tonic::Code::Internal || status.code() == tonic::Code::InvalidArgument {
-        let _ = tx
-            .send(Err(Status::invalid_argument(format!(
-                "the request could not be read: {}",
-                status.message()
-            ))))
-            .await;
+    if let Some(status) = super::unreadable(&status) {
+        let _ = tx.send(Err(status)).await;
     }
 }
 
@@ -130,28 +119,16 @@ async fn handle(
 }
 
 fn record_answer(context: &Context, request: &DiscoveryRequest, state: &mut TypeState) {
-    let sent = state.sent.as_ref().expect("checked by the caller");
-    let (revision, content) = (sent.revision, sent.content.clone());
+    let sent = state.sent.as_mut().expect("checked by the caller");
 
     match &request.error_detail {
         Some(error) => {
-            tracing::warn!(client = %context.client, type_url = %request.type_url, revision, error = %error.message, "xDS response rejected");
-            state.rejected = Some(content);
-            let nack = Nack {
-                version: revision.to_string(),
-                error: error.message.clone(),
-                at: std::time::SystemTime::now(),
-            };
-            context.fleet.update(context.id(), &request.type_url, |t| {
-                t.last_nack = Some(nack)
-            });
+            state.rejected = Some(state.content.clone());
+            context.record_nack(&request.type_url, sent, &error.message);
         }
         None => {
             state.rejected = None;
-            context.fleet.update(context.id(), &request.type_url, |t| {
-                t.acked_revision = Some(revision);
-                t.held = content;
-            });
+            context.record_ack(&request.type_url, sent, state.content.clone());
         }
     }
 }
@@ -195,29 +172,28 @@ async fn push(
         .map(|s| (s.name.clone(), s.version.clone()))
         .collect();
 
-    let unchanged = state.sent.as_ref().is_some_and(|s| s.content == content);
-    if (unchanged && !force) || state.rejected.as_ref() == Some(&content) {
+    let unchanged = state.sent.is_some() && state.content == content;
+    if state.rejected.as_ref() == Some(&content) {
+        return Ok(());
+    }
+    if unchanged && !force {
+        if let Some(sent) = state.sent.as_mut() {
+            context.record_unchanged(type_url, sent, view.revision);
+        }
         return Ok(());
     }
 
-    let nonce = context.next_nonce();
+    let sent = Sent::new(context.next_nonce(), view.revision);
+    context.record_sent(type_url, &sent, state.names.as_ref().map(BTreeSet::len));
     let response = DiscoveryResponse {
         version_info: view.revision.to_string(),
         resources: selected.iter().map(|s| s.any.clone()).collect(),
         type_url: type_url.to_owned(),
-        nonce: nonce.clone(),
+        nonce: sent.nonce.clone(),
         ..Default::default()
     };
-    let subscribed = state.names.as_ref().map(BTreeSet::len);
-    context.fleet.update(context.id(), type_url, |t| {
-        t.subscribed = subscribed;
-        t.sent_revision = Some(view.revision);
-    });
-    state.sent = Some(Sent {
-        nonce,
-        revision: view.revision,
-        content,
-    });
+    state.sent = Some(sent);
+    state.content = content;
 
     if !send(tx, response).await {
         return Err(Status::cancelled("the client is gone"));

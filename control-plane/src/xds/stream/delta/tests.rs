@@ -1,0 +1,117 @@
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+
+use super::*;
+use crate::xds::view::Served;
+
+const TYPE: &str = "type.googleapis.com/palisade.xds.v1.Workload";
+
+/// A view holding `names` of [`TYPE`], each at version `v1`.
+fn view(names: &[&str]) -> View {
+    let resources = names
+        .iter()
+        .map(|name| {
+            let served = Served {
+                name: name.to_string(),
+                version: "v1".into(),
+                any: Any::default(),
+            };
+            (name.to_string(), Arc::new(served))
+        })
+        .collect();
+    View {
+        revision: 1,
+        types: BTreeMap::from([(TYPE.to_owned(), resources)]),
+        closed: None,
+    }
+}
+
+fn request(subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: TYPE.into(),
+        resource_names_subscribe: subscribe.iter().map(|n| n.to_string()).collect(),
+        resource_names_unsubscribe: unsubscribe.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A stream state after `first`, holding everything the view sent for it.
+fn delivered(view: &View, first: DeltaDiscoveryRequest) -> TypeState {
+    let mut state = TypeState::default();
+    subscribe(&mut state, &first, true);
+    let (resources, _) = difference(view, TYPE, &state);
+    for resource in resources {
+        state.held.insert(resource.name, resource.version);
+    }
+    state
+}
+
+fn names(resources: &[Resource]) -> Vec<&str> {
+    resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+#[test]
+fn unsubscribing_a_name_under_the_wildcard_resends_nothing() {
+    let view = view(&["a", "b"]);
+    let mut state = delivered(&view, request(&["*", "a"], &[]));
+
+    subscribe(&mut state, &request(&[], &["a"]), false);
+
+    let (resources, removed) = difference(&view, TYPE, &state);
+    assert!(resources.is_empty(), "resent {:?}", names(&resources));
+    assert!(removed.is_empty(), "removed {removed:?}");
+    assert!(
+        state.held.contains_key("a"),
+        "a still comes through the wildcard"
+    );
+}
+
+#[test]
+fn name_unsubscribed_under_the_wildcard_is_still_reported_removed() {
+    let mut state = delivered(&view(&["a", "b"]), request(&["*", "a"], &[]));
+    subscribe(&mut state, &request(&[], &["a"]), false);
+
+    let (_, removed) = difference(&view(&["b"]), TYPE, &state);
+
+    assert_eq!(removed, ["a"]);
+}
+
+#[test]
+fn unsubscribing_the_wildcard_forgets_what_only_it_gave() {
+    let mut state = delivered(&view(&["a", "b", "c"]), request(&["*", "a"], &[]));
+
+    subscribe(&mut state, &request(&[], &["*"]), false);
+
+    assert_eq!(state.held.keys().collect::<Vec<_>>(), ["a"]);
+    let (resources, removed) = difference(&view(&["a"]), TYPE, &state);
+    assert!(resources.is_empty(), "sent {:?}", names(&resources));
+    assert!(
+        removed.is_empty(),
+        "b and c are not the client's any more: {removed:?}"
+    );
+}
+
+#[test]
+fn unsubscribing_a_name_without_the_wildcard_forgets_it() {
+    let view = view(&["a", "b"]);
+    let mut state = delivered(&view, request(&["a", "b"], &[]));
+
+    subscribe(&mut state, &request(&[], &["a"]), false);
+
+    assert_eq!(state.held.keys().collect::<Vec<_>>(), ["b"]);
+    let (resources, removed) = difference(&view, TYPE, &state);
+    assert!(resources.is_empty() && removed.is_empty());
+}
+
+#[test]
+fn resubscribing_the_wildcard_sends_what_the_client_forgot() {
+    let view = view(&["a", "b"]);
+    let mut state = delivered(&view, request(&["*"], &[]));
+    subscribe(&mut state, &request(&[], &["*"]), false);
+
+    subscribe(&mut state, &request(&["*"], &[]), false);
+
+    let (resources, _) = difference(&view, TYPE, &state);
+    assert_eq!(names(&resources), ["a", "b"]);
+}
