@@ -25,6 +25,8 @@
 //! every established inbound connection is judged again and those no longer
 //! allowed are closed, listeners no longer wanted are closed and new ones
 //! are opened. Listeners that stay keep running and keep their connections.
+//! A CA rotation closes nothing: see `registry` for how a new bundle is
+//! judged.
 //!
 //! **Shutdown.** Every listener stops accepting; [`run`] returns once the
 //! established connections have ended. Callers bound the wait.

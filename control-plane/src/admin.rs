@@ -285,7 +285,10 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::KeySet>, Status> {
         let caller = self.caller(&request, "key activate").await?;
         let request = request.into_inner();
-        let step = keys::Step::Activate { id: request.id };
+        let step = keys::Step::Activate {
+            id: request.id,
+            force: request.force,
+        };
         self.rotate(&caller, request.kind, step).await
     }
 

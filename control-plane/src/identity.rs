@@ -7,6 +7,7 @@
 
 pub mod authorities;
 pub mod authority;
+pub mod clock;
 pub mod csr;
 pub mod error;
 pub mod issue;
@@ -23,3 +24,6 @@ pub mod schedule;
 pub mod server_certificate;
 pub mod service;
 pub mod signing_keys;
+
+#[cfg(test)]
+pub(crate) mod testing;

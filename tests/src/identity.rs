@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use palisade_proto::admin::CreateJoinTokenRequest;
+use palisade_proto::admin::{AuditEntry, CreateJoinTokenRequest, ListAuditRequest};
 use palisade_proto::identity as idpb;
 use palisade_proto::identity::identity_client::IdentityClient;
 use rcgen::{CertificateParams, KeyPair, SanType};
@@ -47,6 +47,26 @@ pub async fn join_token(admin: &mut Admin, node: &str, ttl_seconds: u32) -> anyh
         ttl_seconds,
     };
     Ok(admin.create_join_token(request).await?.into_inner().token)
+}
+
+/// Every entry of the audit log, oldest first.
+pub async fn audit_entries(admin: &mut Admin) -> anyhow::Result<Vec<AuditEntry>> {
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    loop {
+        let request = ListAuditRequest {
+            after_sequence: entries.last().map_or(0, |e| e.sequence),
+            ..Default::default()
+        };
+        let page = admin.list_audit(request).await?.into_inner();
+        let last = page
+            .entries
+            .last()
+            .map_or(page.head_sequence, |e| e.sequence);
+        entries.extend(page.entries);
+        if last >= page.head_sequence {
+            return Ok(entries);
+        }
+    }
 }
 
 /// An identity API client that presents no certificate, for attestation.

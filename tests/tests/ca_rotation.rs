@@ -1,14 +1,16 @@
 //! CA rotation end to end: certificates issued before, during and after a
 //! rotation verify against the bundle a holder has at each step; the old CA
 //! retires only once nothing it signed is valid, and then leaves the bundle.
-//! Also: Palisade as an intermediate under an upstream CA.
+//! A prepared CA activates only once holders have had time to fetch a
+//! bundle that trusts it, unless forced; these tests force it, so as not to
+//! wait. Also: Palisade as an intermediate under an upstream CA.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use palisade_tests::identity::{TestNode, join_token};
+use palisade_tests::identity::{TestNode, audit_entries, join_token};
 use palisade_tests::x509::{first_der, openssl_verify, pem_blocks};
-use palisade_tests::{Admin, ControlPlane, apply, palisadectl, pb};
+use palisade_tests::{Admin, ControlPlane, apply, last_audit, palisadectl, pb};
 
 const TD: &str = "rotate.test";
 const ORDERS: &str = "spiffe://rotate.test/ns/shop/sa/orders";
@@ -153,7 +155,7 @@ async fn certificates_verify_at_every_step_of_a_rotation() {
     admin_bundle_holds(&cp, 2).await;
 
     // Active: the new CA signs; both stay trusted.
-    ctl_ok(&cp, &["ca", "activate"]);
+    ctl_ok(&cp, &["ca", "activate", "--force"]);
     let mut admin = cp.admin().await.unwrap();
     let (after, bundle) = sign_orders(&cp, &mut admin).await;
     let new_ca = pem_blocks(&bundle)
@@ -201,6 +203,54 @@ async fn certificates_verify_at_every_step_of_a_rotation() {
     assert!(
         openssl_verify(dir.path(), &status.published, &held[1].chain, "sslclient").is_err(),
         "what the old CA signed no longer verifies"
+    );
+}
+
+fn states(set: &pb::KeySet) -> Vec<i32> {
+    let mut states: Vec<i32> = set.keys.iter().map(|k| k.state).collect();
+    states.sort();
+    states
+}
+
+#[tokio::test]
+async fn activating_a_ca_prepared_moments_ago_is_refused_and_audited_unless_forced() {
+    let mut cp = ControlPlane::init(TD).unwrap();
+    cp.start_with(FLAGS).await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    ctl_ok(&cp, &["ca", "prepare"]);
+    let prepared = ca_status(&mut admin).await;
+
+    let refused = palisadectl(&cp.ctl_config(), &["ca", "activate"]);
+
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("failed precondition"), "{stderr}");
+    assert!(
+        stderr.contains("trust bundle") && stderr.contains("may activate in"),
+        "{stderr}"
+    );
+    let audit = last_audit(&mut admin).await;
+    assert_eq!(
+        (audit.action.as_str(), audit.outcome.as_str()),
+        ("ca activate", "invalid")
+    );
+    assert!(audit.detail.contains("may activate in"), "{}", audit.detail);
+    assert_eq!(
+        states(&ca_status(&mut admin).await),
+        states(&prepared),
+        "nothing changed"
+    );
+
+    ctl_ok(&cp, &["ca", "activate", "--force"]);
+    let active = pb::KeyState::Active as i32;
+    let inactive = pb::KeyState::Inactive as i32;
+    assert_eq!(states(&ca_status(&mut admin).await), [active, inactive]);
+    let entries = audit_entries(&mut admin).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "ca activate --force" && e.outcome == "ok"),
+        "the forced activation is audited as forced"
     );
 }
 
@@ -266,7 +316,7 @@ async fn palisade_runs_as_an_intermediate_under_an_upstream_ca() {
     }
 
     ctl_ok(&cp, &["ca", "prepare"]);
-    ctl_ok(&cp, &["ca", "activate"]);
+    ctl_ok(&cp, &["ca", "activate", "--force"]);
     let mut admin = cp.admin().await.unwrap();
     let (rotated, bundle) = sign_orders(&cp, &mut admin).await;
     assert_eq!(

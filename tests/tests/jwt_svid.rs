@@ -1,12 +1,14 @@
 //! JWT-SVIDs verify in an independent library: PyJWT fetches the JWKS from
-//! the control plane's HTTPS endpoint and checks the token. After a key
-//! rotation both keys verify until the old key's tokens expire; once the
-//! old key retires, its tokens no longer verify.
+//! the control plane's HTTPS endpoint and checks the token. A prepared key
+//! is published at once, over HTTPS and through the Bundle call alike, but
+//! signs nothing; after activation both keys verify until the old key's
+//! tokens expire; once the old key retires, its tokens no longer verify.
 
 use std::process::Command;
 use std::time::Duration;
 
-use palisade_tests::identity::{TestNode, join_token};
+use palisade_proto::identity::BundleRequest;
+use palisade_tests::identity::{TestNode, anonymous, join_token};
 use palisade_tests::{Admin, ControlPlane, apply, pb};
 
 const TD: &str = "jwt.test";
@@ -47,6 +49,22 @@ except jwt.PyJWTError as error:
     print("error", type(error).__name__)
 "#;
 
+/// Fetches the JWKS over HTTPS (trusting only the bundle) and prints it.
+const FETCH: &str = r#"
+import json, ssl, sys, urllib.request
+url, cafile = sys.argv[1:3]
+context = ssl.create_default_context(cafile=cafile)
+with urllib.request.urlopen(url, context=context, timeout=10) as response:
+    print(json.dumps(json.load(response)))
+"#;
+
+/// Prints the `kid` of a token's header.
+const KID: &str = r#"
+import sys
+import jwt
+print(jwt.get_unverified_header(sys.argv[1])["kid"])
+"#;
+
 struct Verifier {
     python: std::path::PathBuf,
     url: String,
@@ -64,12 +82,31 @@ impl Verifier {
     }
 
     fn verify(&self, token: &str) -> String {
-        let output = Command::new(&self.python)
-            .args(["-c", VERIFY, &self.url])
-            .arg(&self.cafile)
-            .args([token, AUDIENCE])
-            .output()
-            .unwrap();
+        self.run(
+            Command::new(&self.python)
+                .args(["-c", VERIFY, &self.url])
+                .arg(&self.cafile)
+                .args([token, AUDIENCE]),
+        )
+    }
+
+    /// The JWKS served over HTTPS.
+    fn jwks(&self) -> serde_json::Value {
+        let text = self.run(
+            Command::new(&self.python)
+                .args(["-c", FETCH, &self.url])
+                .arg(&self.cafile),
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The key id a token names.
+    fn kid(&self, token: &str) -> String {
+        self.run(Command::new(&self.python).args(["-c", KID, token]))
+    }
+
+    fn run(&self, command: &mut Command) -> String {
+        let output = command.output().unwrap();
         assert!(
             output.status.success(),
             "{}",
@@ -77,6 +114,27 @@ impl Verifier {
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
+}
+
+/// The JWKS the Bundle call gives.
+async fn bundle_jwks(cp: &ControlPlane) -> serde_json::Value {
+    let mut client = anonymous(cp).await.unwrap();
+    let bundle = client.bundle(BundleRequest {}).await.unwrap().into_inner();
+    serde_json::from_str(&bundle.jwks_json).unwrap()
+}
+
+/// A JWKS's keys, ordered by key id.
+fn keys(jwks: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut keys = jwks["keys"].as_array().unwrap().clone();
+    keys.sort_by_key(|k| k["kid"].as_str().unwrap().to_owned());
+    keys
+}
+
+fn kids(jwks: &serde_json::Value) -> Vec<String> {
+    let keys = keys(jwks);
+    keys.iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn mint(cp: &ControlPlane, node: &TestNode) -> String {
@@ -100,8 +158,10 @@ async fn rotate(admin: &mut Admin, step: &str) -> Result<pb::KeySet, tonic::Stat
     let reply = match step {
         "prepare" => admin.prepare_key(pb::PrepareKeyRequest { kind }).await,
         "activate" => {
+            // Forced: the test does not wait out the publication window.
             let request = pb::ActivateKeyRequest {
                 kind,
+                force: true,
                 ..Default::default()
             };
             admin.activate_key(request).await
@@ -132,10 +192,22 @@ async fn tokens_verify_in_pyjwt_through_rotation_and_fail_once_their_key_retires
 
     let first = mint(&cp, &node).await;
     assert_eq!(verifier.verify(&first), subject);
+    let first_kid = verifier.kid(&first);
+    assert_eq!(keys(&verifier.jwks()), keys(&bundle_jwks(&cp).await));
 
+    // Prepared: published over HTTPS and by the Bundle call, signing nothing.
     rotate(&mut admin, "prepare").await.unwrap();
+    let published = verifier.jwks();
+    assert_eq!(kids(&published).len(), 2, "{published}");
+    assert!(kids(&published).contains(&first_kid), "{published}");
+    assert_eq!(keys(&published), keys(&bundle_jwks(&cp).await));
+    let while_prepared = mint(&cp, &node).await;
+    assert_eq!(verifier.kid(&while_prepared), first_kid);
+    assert_eq!(verifier.verify(&while_prepared), subject);
+
     rotate(&mut admin, "activate").await.unwrap();
     let second = mint(&cp, &node).await;
+    assert_ne!(verifier.kid(&second), first_kid, "the new key signs");
     assert_eq!(
         verifier.verify(&first),
         subject,

@@ -163,6 +163,7 @@ impl Inbound {
         let established = Established {
             caller: Caller::new(&identified.spiffe_id, peer.ip()),
             serial: identified.serial,
+            not_after: identified.not_after,
             chain,
             verified_at,
             anchors,

@@ -12,6 +12,8 @@ pub struct Peer {
     pub spiffe_id: String,
     /// The serial in lowercase hex, as the deny list writes it.
     pub serial: String,
+    /// The end of the certificate's validity, in Unix seconds.
+    pub not_after: u64,
 }
 
 /// Why a certificate names no usable peer.
@@ -52,6 +54,7 @@ pub fn identify(certificate: &CertificateDer<'_>) -> Result<Peer, PeerError> {
     Ok(Peer {
         spiffe_id: uri.to_owned(),
         serial: hex::encode(parsed.raw_serial()),
+        not_after: u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0),
     })
 }
 

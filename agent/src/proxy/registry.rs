@@ -1,7 +1,15 @@
 //! Established inbound connections, judged when they arrive and again
 //! whenever the tables change: a connection whose workload is no longer
-//! served, whose certificate the new bundle or deny list refuses, or that
-//! the new policy denies, is closed.
+//! served, whose certificate serial the deny list now holds, or that the
+//! new policy denies, is closed.
+//!
+//! A new trust bundle is judged by what it means for the caller's
+//! certificate. Rotating CAs adds the next CA before it signs (prepare),
+//! lets it sign (activate) and removes the old one once everything it
+//! signed has expired (retire); none of these steps closes a connection.
+//! A bundle that drops the CA of a caller whose certificate is still valid
+//! distrusts that certificate (a CA retired early, or replaced after a
+//! compromise), and the connection is closed as a revoked one would be.
 //!
 //! Admission and re-evaluation hold the same lock, and tables are swapped
 //! before re-evaluation takes it, so a connection is either judged at
@@ -27,6 +35,8 @@ pub struct Established {
     pub caller: Caller,
     /// The caller's certificate serial, lowercase hex.
     pub serial: String,
+    /// When the caller's certificate expires, in Unix seconds.
+    pub not_after: u64,
     /// The caller's chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// When the chain was verified; a new bundle is checked as of then, so
@@ -90,7 +100,7 @@ impl Registry {
     ) -> Result<Admitted, Refusal> {
         let mut entries = self.lock();
         let tables = current.get();
-        let (route, decision) = judge(&mut connection, &tables)?;
+        let (route, decision) = judge(&mut connection, &tables, UnixTime::now())?;
 
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
@@ -116,11 +126,16 @@ impl Registry {
     /// Judges every connection by `tables` and closes those refused;
     /// returns how many.
     pub fn reevaluate(&self, tables: &Tables, counters: &Counters) -> usize {
+        self.reevaluate_at(tables, counters, UnixTime::now())
+    }
+
+    /// [`reevaluate`](Self::reevaluate) as of `now`.
+    fn reevaluate_at(&self, tables: &Tables, counters: &Counters, now: UnixTime) -> usize {
         let mut entries = self.lock();
         let before = entries.len();
 
         entries.retain(|_, entry| {
-            let Err(refusal) = judge(&mut entry.connection, tables) else {
+            let Err(refusal) = judge(&mut entry.connection, tables, now) else {
                 return true;
             };
             tracing::info!(
@@ -155,10 +170,12 @@ impl Drop for Registration {
     }
 }
 
-/// The route and the deciding rule of an allowed connection.
+/// The route and the deciding rule of an allowed connection, judged at
+/// `now`.
 fn judge(
     connection: &mut Established,
     tables: &Tables,
+    now: UnixTime,
 ) -> Result<(Arc<InboundRoute>, Decision), Refusal> {
     let route = tables
         .inbound
@@ -166,7 +183,7 @@ fn judge(
         .filter(|route| route.listen == connection.listen)
         .ok_or(Refusal::Unserved)?;
     connection
-        .recheck(&tables.trust)
+        .recheck(&tables.trust, now)
         .map_err(Refusal::Untrusted)?;
 
     let decision = route.policy.decide(&connection.caller, route.port);
@@ -177,18 +194,36 @@ fn judge(
 }
 
 impl Established {
-    /// Checks the chain again when the bundle changed, and the serial
-    /// against the deny list.
-    fn recheck(&mut self, trust: &Trust) -> Result<(), rustls::Error> {
+    /// Checks the serial against the deny list, and the chain again when
+    /// the bundle changed.
+    fn recheck(&mut self, trust: &Trust, now: UnixTime) -> Result<(), rustls::Error> {
         if !Arc::ptr_eq(&self.anchors, &trust.anchors) {
-            let Some((leaf, intermediates)) = self.chain.split_first() else {
-                return Err(rustls::Error::NoCertificatesPresented);
-            };
-            trust
-                .anchors
-                .verify_client(leaf, intermediates, self.verified_at)?;
-            self.anchors = trust.anchors.clone();
+            self.reanchor(&trust.anchors, now)?;
         }
         Ok(trust.check_serial(&self.serial)?)
     }
+
+    /// Moves the connection to new anchors. The chain is checked as of when
+    /// it was verified, so that a connection outliving its certificate is
+    /// not cut by chance; a chain they no longer lead to is refused only
+    /// while the certificate is still valid at `now`. Once it has expired,
+    /// dropping its CA retires that CA rather than distrusting what it
+    /// signed, and the connection stands on its handshake.
+    fn reanchor(&mut self, anchors: &Arc<Anchors>, now: UnixTime) -> Result<(), rustls::Error> {
+        let Some((leaf, intermediates)) = self.chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        let verified = anchors.verify_client(leaf, intermediates, self.verified_at);
+        if let Err(error) = verified
+            && self.not_after >= now.as_secs()
+        {
+            return Err(error);
+        }
+
+        self.anchors = anchors.clone();
+        Ok(())
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,7 @@ use crate::identity::rotation::{KeyState, Lifecycle};
 /// A rotation step asked for.
 pub(super) enum Step {
     Prepare,
-    Activate { id: String },
+    Activate { id: String, force: bool },
     Retire { id: String, force: bool },
 }
 
@@ -147,9 +147,9 @@ impl AdminService {
 
         match step {
             Step::Prepare => authority.prepare(kind, actor).await?,
-            Step::Activate { id } => {
+            Step::Activate { id, force } => {
                 authority
-                    .activate(kind, actor, named(&id).as_deref())
+                    .activate(kind, actor, named(&id).as_deref(), force)
                     .await?
             }
             Step::Retire { id, force } => {

@@ -40,6 +40,7 @@ pub enum AuthorityError {
 impl RotatingRecord for AuthorityRecord {
     const KIND: &'static str = TRUST_AUTHORITY;
     const NOUN: &'static str = "CA";
+    const PUBLISHED_IN: &'static str = "trust bundle";
 
     fn id(&self) -> &str {
         &self.id

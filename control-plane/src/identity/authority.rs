@@ -6,13 +6,13 @@
 //! the JWKS endpoint and the data directory's bundle file follow.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, watch};
 
 use super::authorities::{self, AuthorityError};
+use super::clock::{Clock, SystemClock};
 use super::error::IdentityError;
-use super::keyset::{self, RotatingRecord};
+use super::keyset::{self, Change, RotatingRecord};
 use super::material::{KeyMaterial, MaterialError};
 use super::records::{AuthorityRecord, SigningKeyRecord, Versioned};
 use super::rotation::{KeyState, Lifecycle};
@@ -21,6 +21,8 @@ use super::signing_keys;
 use crate::barrier::Barrier;
 use crate::config::IdentityConfig;
 use crate::store::{Revision, Store};
+
+pub use super::clock::now_unix;
 
 /// Which key set a rotation is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,7 @@ pub struct Authority {
     config: IdentityConfig,
     material: watch::Sender<Arc<KeyMaterial>>,
     rotating: Mutex<()>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -65,14 +68,6 @@ impl std::fmt::Debug for Authority {
             .field("trust_domain", &self.trust_domain)
             .finish_non_exhaustive()
     }
-}
-
-/// The current time in Unix seconds.
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Authority {
@@ -84,6 +79,18 @@ impl Authority {
         trust_domain: &str,
         config: IdentityConfig,
     ) -> Result<Arc<Self>, MaterialError> {
+        Self::open_with_clock(store, barrier, trust_domain, config, Arc::new(SystemClock)).await
+    }
+
+    /// Opens the authority as [`Authority::open`] does, reading the time
+    /// from `clock` for its decisions: rotation, expiry, token lifetimes.
+    pub async fn open_with_clock(
+        store: Arc<dyn Store>,
+        barrier: Arc<Barrier>,
+        trust_domain: &str,
+        config: IdentityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, MaterialError> {
         let material = KeyMaterial::load(&*store, &barrier, trust_domain).await?;
         let authority = Arc::new(Self {
             store,
@@ -92,6 +99,7 @@ impl Authority {
             config,
             material: watch::Sender::new(Arc::new(material)),
             rotating: Mutex::new(()),
+            clock,
         });
 
         authority.ensure_server_certificate().await?;
@@ -114,6 +122,11 @@ impl Authority {
         &self.config
     }
 
+    /// The current time in Unix seconds, by the authority's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// The key material now.
     pub fn current(&self) -> Arc<KeyMaterial> {
         self.material.borrow().clone()
@@ -134,7 +147,7 @@ impl Authority {
     /// Prepares a new CA or JWT key.
     pub async fn prepare(&self, kind: KeyKind, actor: &str) -> Result<Revision, IdentityError> {
         let _rotating = self.rotating.lock().await;
-        let life = Lifecycle::prepared(now_unix());
+        let life = Lifecycle::prepared(self.now());
 
         let revision = match kind {
             KeyKind::Ca => {
@@ -161,22 +174,28 @@ impl Authority {
     }
 
     /// Makes the prepared key (or the one named) the one that signs.
+    /// Refused, unless forced, until the key has been published long
+    /// enough for holders to trust it.
     pub async fn activate(
         &self,
         kind: KeyKind,
         actor: &str,
         id: Option<&str>,
+        force: bool,
     ) -> Result<Revision, IdentityError> {
         let _rotating = self.rotating.lock().await;
-        let now = now_unix();
+        let change = Change {
+            actor,
+            now: self.now(),
+            force,
+        };
 
+        let store = &*self.store;
         let revision = match kind {
-            KeyKind::Ca => {
-                keyset::activate::<AuthorityRecord>(&*self.store, actor, id, now, |_| {}).await?
-            }
+            KeyKind::Ca => keyset::activate::<AuthorityRecord>(store, change, id, |_| {}).await?,
             KeyKind::Jwt => {
-                let valid_until = now + self.config.jwt_svid_ttl.as_secs() as i64;
-                keyset::activate::<SigningKeyRecord>(&*self.store, actor, id, now, |old| {
+                let valid_until = change.now + self.config.jwt_svid_ttl.as_secs() as i64;
+                keyset::activate::<SigningKeyRecord>(store, change, id, |old| {
                     old.tokens_valid_until = Some(valid_until);
                 })
                 .await?
@@ -196,17 +215,15 @@ impl Authority {
         force: bool,
     ) -> Result<Revision, IdentityError> {
         let _rotating = self.rotating.lock().await;
-        let now = now_unix();
+        let change = Change {
+            actor,
+            now: self.now(),
+            force,
+        };
 
         let revision = match kind {
-            KeyKind::Ca => {
-                self.retire_set::<AuthorityRecord>(actor, id, force, now)
-                    .await?
-            }
-            KeyKind::Jwt => {
-                self.retire_set::<SigningKeyRecord>(actor, id, force, now)
-                    .await?
-            }
+            KeyKind::Ca => self.retire_set::<AuthorityRecord>(change, id).await?,
+            KeyKind::Jwt => self.retire_set::<SigningKeyRecord>(change, id).await?,
         };
         self.settle(kind).await?;
         Ok(revision)
@@ -214,10 +231,8 @@ impl Authority {
 
     async fn retire_set<R: RotatingRecord + Signed>(
         &self,
-        actor: &str,
+        change: Change<'_>,
         id: Option<&str>,
-        force: bool,
-        now: i64,
     ) -> Result<Revision, IdentityError> {
         let keys = keyset::load::<R>(&*self.store).await?;
         let targets: Vec<&Versioned<R>> = match id {
@@ -242,7 +257,7 @@ impl Authority {
         for target in targets {
             let until = target.record.signed_until(&*self.store).await?;
             let id = target.record.id();
-            revision = keyset::retire::<R>(&*self.store, actor, id, force, now, until).await?;
+            revision = keyset::retire::<R>(&*self.store, change, id, until).await?;
         }
         Ok(revision)
     }
@@ -357,3 +372,6 @@ fn material_error(error: MaterialError) -> IdentityError {
         other => IdentityError::Internal(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

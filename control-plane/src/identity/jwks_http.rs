@@ -29,13 +29,14 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
+use super::rotation::JWKS_MAX_AGE_SECS;
+
 /// The one path served.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// The ALPN protocols the caller's TLS acceptor should offer, in this order.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-const CACHE_CONTROL: &str = "max-age=60";
 const ALLOWED_METHODS: &str = "GET, HEAD";
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 const H2_MAX_CONCURRENT_STREAMS: u32 = 16;
@@ -332,15 +333,19 @@ fn document(jwks: &str) -> Response<String> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+    headers.insert(header::CACHE_CONTROL, cache_control());
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// How long caches may keep the JWKS: a rotation waits this long (and
+/// longer) between publishing a key and signing with it.
+fn cache_control() -> HeaderValue {
+    HeaderValue::try_from(format!("max-age={JWKS_MAX_AGE_SECS}"))
+        .expect("a number makes a valid header value")
 }
 
 fn empty(status: StatusCode) -> Response<String> {

@@ -4,13 +4,15 @@
 //!
 //! Each transition is one store write with its audit entry, conditioned on
 //! the records it read being unchanged, so two admins rotating at once
-//! cannot leave two active keys.
+//! cannot leave two active keys. Two guards protect holders unless forced:
+//! a key activates only once it has been published long enough for holders
+//! to trust it, and retires only once nothing it signed is still valid.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::records::{self, RecordError, Versioned, encode};
-use super::rotation::{KeyState, Lifecycle};
+use super::rotation::{KeyState, Lifecycle, PUBLICATION_WINDOW_SECS, publication_wait};
 use crate::audit::{AuditRecord, Outcome};
 use crate::store::{Mutation, Precondition, Revision, Store, StoreError, WriteRequest};
 
@@ -20,6 +22,8 @@ pub trait RotatingRecord: Serialize + DeserializeOwned + Clone + Send + Sync {
     const KIND: &'static str;
     /// What the audit log and errors call the keys, e.g. "CA".
     const NOUN: &'static str;
+    /// What publishes the keys to holders, e.g. "trust bundle".
+    const PUBLISHED_IN: &'static str;
 
     fn id(&self) -> &str;
     fn life(&self) -> &Lifecycle;
@@ -48,6 +52,19 @@ pub enum KeySetError {
     #[error("{noun} {id} is already prepared; activate or retire it first")]
     AlreadyPrepared { noun: &'static str, id: String },
     #[error(
+        "{noun} {id} was published {published_secs}s ago; holders may keep an older \
+         {published_in} for up to {window}s and would reject what it signs, so it may \
+         activate in {wait_secs}s, or force it",
+        window = PUBLICATION_WINDOW_SECS
+    )]
+    NotPublishedLongEnough {
+        noun: &'static str,
+        id: String,
+        published_in: &'static str,
+        published_secs: i64,
+        wait_secs: i64,
+    },
+    #[error(
         "{noun} {id} signed what stays valid until unix time {until}; \
          retire it after that, or force it"
     )]
@@ -67,6 +84,28 @@ pub enum KeySetError {
 impl From<StoreError> for KeySetError {
     fn from(error: StoreError) -> Self {
         KeySetError::Store(error)
+    }
+}
+
+/// Who changes a key set, and when.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a> {
+    pub actor: &'a str,
+    /// Unix seconds.
+    pub now: i64,
+    /// Skips the guard that protects holders: for activation, that the key
+    /// was published long enough; for retirement, that nothing it signed
+    /// is still valid.
+    pub force: bool,
+}
+
+impl Change<'_> {
+    fn verb(&self, verb: &'static str) -> String {
+        if self.force {
+            format!("{verb} --force")
+        } else {
+            verb.to_owned()
+        }
     }
 }
 
@@ -112,31 +151,35 @@ pub async fn add<R: RotatingRecord>(
 
 /// Makes the prepared key `id` (or the only prepared key) active and the
 /// active one inactive; `deactivate` may note more on the old record.
+/// Refused, unless forced, while the key has been published for less than
+/// [`PUBLICATION_WINDOW_SECS`].
 pub async fn activate<R: RotatingRecord>(
     store: &dyn Store,
-    actor: &str,
+    change: Change<'_>,
     id: Option<&str>,
-    now: i64,
     deactivate: impl FnOnce(&mut R),
 ) -> Result<Revision, KeySetError> {
     let existing = load::<R>(store).await?;
     let target = pick(&existing, id, KeyState::Prepared)?;
+    check_published(&target.record, change)?;
 
     let mut next = target.record.clone();
-    next.life_mut().activate(now);
+    next.life_mut().activate(change.now);
     let mut mutations = vec![put(&next)];
     let mut preconditions = vec![at(target)];
     if let Some(current) = in_state(&existing, KeyState::Active) {
         let mut old = current.record.clone();
-        old.life_mut().deactivate(now);
+        old.life_mut().deactivate(change.now);
         deactivate(&mut old);
         mutations.push(put(&old));
         preconditions.push(at(current));
     }
+
+    let verb = change.verb("activate");
     write::<R>(
         store,
-        actor,
-        "activate",
+        change.actor,
+        &verb,
         next.id(),
         mutations,
         preconditions,
@@ -145,18 +188,16 @@ pub async fn activate<R: RotatingRecord>(
 }
 
 /// Retires the inactive key `id`, refusing while `signed_until(record)` is
-/// still ahead of `now` unless forced.
+/// still ahead of now unless forced.
 pub async fn retire<R: RotatingRecord>(
     store: &dyn Store,
-    actor: &str,
+    change: Change<'_>,
     id: &str,
-    force: bool,
-    now: i64,
     signed_until: i64,
 ) -> Result<Revision, KeySetError> {
     let existing = load::<R>(store).await?;
     let target = pick(&existing, Some(id), KeyState::Inactive)?;
-    if signed_until >= now && !force {
+    if signed_until >= change.now && !change.force {
         return Err(KeySetError::StillSigned {
             noun: R::NOUN,
             id: id.to_owned(),
@@ -165,18 +206,26 @@ pub async fn retire<R: RotatingRecord>(
     }
 
     let mut retired = target.record.clone();
-    retired.life_mut().retire(now);
+    retired.life_mut().retire(change.now);
     retired.destroy_key();
-    let verb = if force { "retire --force" } else { "retire" };
-    write::<R>(
-        store,
-        actor,
-        verb,
-        id,
-        vec![put(&retired)],
-        vec![at(target)],
-    )
-    .await
+    let (mutations, preconditions) = (vec![put(&retired)], vec![at(target)]);
+    let verb = change.verb("retire");
+    write::<R>(store, change.actor, &verb, id, mutations, preconditions).await
+}
+
+/// Refuses to activate a key that holders may not trust yet, unless forced.
+fn check_published<R: RotatingRecord>(record: &R, change: Change<'_>) -> Result<(), KeySetError> {
+    let life = record.life();
+    match publication_wait(life, change.now) {
+        Some(wait_secs) if !change.force => Err(KeySetError::NotPublishedLongEnough {
+            noun: R::NOUN,
+            id: record.id().to_owned(),
+            published_in: R::PUBLISHED_IN,
+            published_secs: change.now - life.created,
+            wait_secs,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The keys in `state`.

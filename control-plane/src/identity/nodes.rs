@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use palisade_model::{Kind, ResourceKey};
 
-use super::authority::{Authority, now_unix};
+use super::authority::Authority;
 use super::error::IdentityError;
 use super::join_token::{self, NewToken};
 use super::records::{RevokedSerial, encode};
@@ -36,7 +36,7 @@ impl Authority {
             )));
         }
 
-        let token = join_token::generate(node, actor, ttl, now_unix())
+        let token = join_token::generate(node, actor, ttl, self.now())
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
         let key = join_token::record_key(&token.id);
         let audit = AuditRecord::now(actor, "node token create", Outcome::Ok)
@@ -74,7 +74,7 @@ impl Authority {
         node: &str,
         reason: &str,
     ) -> Result<(Revision, Vec<RevokedSerial>), IdentityError> {
-        let revoked = revocation::revoke(self.store(), actor, node, reason, now_unix()).await?;
+        let revoked = revocation::revoke(self.store(), actor, node, reason, self.now()).await?;
         tracing::info!(actor, node, serials = revoked.1.len(), "node revoked");
         Ok(revoked)
     }

@@ -8,8 +8,29 @@
 //! before it signs, and unpublished only after its last signature expired.
 //! [`next_step`] is the automatic schedule, a pure function of the keys and
 //! the time so that it can be tested without waiting.
+//!
+//! Holders learn of a new key only when they fetch the trust bundle or the
+//! JWKS again, so a prepared key may start signing only once it has been
+//! published for [`PUBLICATION_WINDOW_SECS`]; [`publication_wait`] says how
+//! long is left.
 
 use serde::{Deserialize, Serialize};
+
+/// How often holders are told to fetch the trust bundle and JWKS again:
+/// the refresh hint of the identity API's `Bundle` call.
+pub const BUNDLE_REFRESH_SECS: i64 = 300;
+/// How long HTTP caches may keep the JWKS served at
+/// `/.well-known/jwks.json`: its `Cache-Control: max-age`.
+pub const JWKS_MAX_AGE_SECS: i64 = 60;
+/// How long a prepared key must have been published before it may sign:
+/// the longer of [`BUNDLE_REFRESH_SECS`] and [`JWKS_MAX_AGE_SECS`]. By then
+/// every holder that follows the refresh hint and the cache lifetime has
+/// fetched a bundle or JWKS that trusts the key.
+pub const PUBLICATION_WINDOW_SECS: i64 = if BUNDLE_REFRESH_SECS > JWKS_MAX_AGE_SECS {
+    BUNDLE_REFRESH_SECS
+} else {
+    JWKS_MAX_AGE_SECS
+};
 
 /// Where a key is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +168,13 @@ pub fn next_step(keys: &[KeyView<'_>], now: i64, schedule: &Schedule) -> Option<
     }
 }
 
+/// How many seconds a prepared key must still wait at `now` before it may
+/// sign, or `None` once it has been published for the whole window.
+pub fn publication_wait(life: &Lifecycle, now: i64) -> Option<i64> {
+    let wait = life.created.saturating_add(PUBLICATION_WINDOW_SECS) - now;
+    (wait > 0).then_some(wait)
+}
+
 fn lived_fraction(key: &KeyView<'_>, now: i64) -> f64 {
     let span = (key.not_after - key.not_before).max(1) as f64;
     (now - key.not_before) as f64 / span
@@ -213,6 +241,24 @@ mod tests {
         assert_eq!(
             next_step(&keys, 121, &SCHEDULE),
             Some(Step::Retire("a".into()))
+        );
+    }
+
+    #[test]
+    fn prepared_key_waits_out_the_publication_window() {
+        let prepared = Lifecycle::prepared(1000);
+
+        assert_eq!(
+            publication_wait(&prepared, 1010),
+            Some(PUBLICATION_WINDOW_SECS - 10)
+        );
+        assert_eq!(
+            publication_wait(&prepared, 1000 + PUBLICATION_WINDOW_SECS - 1),
+            Some(1)
+        );
+        assert_eq!(
+            publication_wait(&prepared, 1000 + PUBLICATION_WINDOW_SECS),
+            None
         );
     }
 

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::authority::{Authority, KeyKind, Signed, now_unix};
+use super::authority::{Authority, KeyKind, Signed};
 use super::error::IdentityError;
 use super::keyset;
 use super::records::{
     self, AuthorityRecord, ISSUED_CERTIFICATE, IssuedRecord, JOIN_TOKEN, JoinTokenRecord,
     SigningKeyRecord,
 };
-use super::rotation::{KeyView, Lifecycle, Schedule, Step, next_step};
+use super::rotation::{KeyView, Lifecycle, PUBLICATION_WINDOW_SECS, Schedule, Step, next_step};
 use crate::audit::{AuditRecord, Outcome};
 use crate::store::{Mutation, Precondition, WriteRequest};
 use crate::tasks::AbortOnDrop;
@@ -27,8 +27,10 @@ const KEEP_EXPIRED_SECS: i64 = 3600;
 const KEEP_TOKENS_SECS: i64 = 24 * 3600;
 /// At most this many records are forgotten in one write.
 const PRUNE_BATCH: usize = 500;
-/// A successor is published at least this long before it signs.
+/// A successor is published at least this long before the schedule lets it
+/// sign: well past the window that a manual activation must wait.
 const MIN_PUBLISHED_SECS: i64 = 3600;
+const _: () = assert!(MIN_PUBLISHED_SECS >= PUBLICATION_WINDOW_SECS);
 
 /// Starts the schedule.
 pub fn spawn(authority: Arc<Authority>) -> AbortOnDrop {
@@ -61,7 +63,7 @@ async fn rotate(authority: &Authority, kind: KeyKind) {
     tracing::info!(?kind, ?step, "scheduled rotation step");
     let done = match &step {
         Step::Prepare => authority.prepare(kind, ACTOR).await,
-        Step::Activate(id) => authority.activate(kind, ACTOR, Some(id)).await,
+        Step::Activate(id) => authority.activate(kind, ACTOR, Some(id), false).await,
         Step::Retire(id) => authority.retire(kind, ACTOR, Some(id), false).await,
     };
     if let Err(error) = done {
@@ -84,7 +86,7 @@ pub async fn due(authority: &Authority, kind: KeyKind) -> Result<Option<Step>, I
         KeyKind::Jwt => signing_key_views(authority).await?,
     };
     let views: Vec<KeyView<'_>> = keys.iter().map(OwnedView::view).collect();
-    Ok(next_step(&views, now_unix(), &schedule))
+    Ok(next_step(&views, authority.now(), &schedule))
 }
 
 /// What [`KeyView`] borrows, owned.
@@ -141,7 +143,7 @@ async fn signing_key_views(authority: &Authority) -> Result<Vec<OwnedView>, Iden
 /// Forgets issued-certificate records long expired and old join tokens.
 async fn prune(authority: &Authority) -> Result<(), IdentityError> {
     let store = authority.store();
-    let now = now_unix();
+    let now = authority.now();
 
     let issued =
         records::list::<IssuedRecord>(store, &records::prefix(ISSUED_CERTIFICATE, None)).await?;
@@ -189,3 +191,6 @@ async fn forget(authority: &Authority, batch: &[(String, u64)]) -> Result<(), Id
     tracing::info!(records = batch.len(), "expired identity records pruned");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

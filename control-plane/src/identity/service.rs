@@ -12,13 +12,12 @@ use tonic::{Request, Response, Status};
 use super::authority::Authority;
 use super::error::IdentityError;
 use super::issue::Issuance;
+use super::rotation::BUNDLE_REFRESH_SECS;
 use crate::audit::AuditRecord;
 use crate::tls::PeerVerifier;
 
 /// The largest identity request accepted; CSRs are a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// How often holders are told to fetch the bundle again.
-const BUNDLE_REFRESH_SECS: i64 = 300;
 
 /// The identity service.
 #[derive(Clone)]

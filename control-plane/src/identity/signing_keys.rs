@@ -28,6 +28,7 @@ pub enum SigningKeyError {
 impl RotatingRecord for SigningKeyRecord {
     const KIND: &'static str = JWT_SIGNING_KEY;
     const NOUN: &'static str = "JWT key";
+    const PUBLISHED_IN: &'static str = "JWKS";
 
     fn id(&self) -> &str {
         &self.kid

@@ -28,7 +28,8 @@ enum KeyCommand {
     Status(StatusArgs),
     /// Makes a new key that verifiers trust but that signs nothing yet.
     Prepare,
-    /// Makes the prepared key (or the one named) the one that signs.
+    /// Makes the prepared key (or the one named) the one that signs, once
+    /// it has been published long enough for holders to trust it.
     Activate(ActivateArgs),
     /// Stops trusting an inactive key once what it signed has expired.
     Retire(RetireArgs),
@@ -46,6 +47,12 @@ struct StatusArgs {
 struct ActivateArgs {
     /// The key's id; by default the prepared key.
     id: Option<String>,
+
+    /// Activates even though the key was published too recently for every
+    /// holder to trust it; holders with an older bundle or JWKS reject what
+    /// it signs until they refresh.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +87,7 @@ pub async fn run(server: &Server, kind: KeyKind, args: KeyArgs) -> anyhow::Resul
             let request = ActivateKeyRequest {
                 kind: kind_value,
                 id: args.id.unwrap_or_default(),
+                force: args.force,
             };
             let reply = admin.activate_key(request).await;
             (reply.map_err(call("activate"))?, false)

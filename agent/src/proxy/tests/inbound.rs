@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -53,6 +54,16 @@ impl Serving {
         let api = workload("shop", "api-1", "api", self.inbound_port, self.app.port);
         let policy = allow("shop", "api", vec![identities(callers)]);
         snapshot(&self.ca, vec![api], vec![policy])
+    }
+
+    /// Applies [`snapshot`](Self::snapshot) for shop/web as `revision`,
+    /// with a bundle of `cas`.
+    async fn trust(&self, cas: &[&TestCa], revision: u64) {
+        let mut snapshot = self.snapshot(&[&web()]);
+        snapshot.revision = revision;
+        let bundle = snapshot.bundle.as_mut().unwrap();
+        bundle.x509_pem = cas.iter().map(|ca| ca.bundle_pem()).collect();
+        self.harness.apply(snapshot).await;
     }
 
     async fn caller(&self, spiffe_id: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
@@ -192,17 +203,52 @@ async fn denying_the_callers_serial_closes_the_connection() {
 }
 
 #[tokio::test]
-async fn a_new_bundle_without_the_callers_ca_closes_the_connection() {
+async fn a_ca_rotation_keeps_established_connections_open() {
+    let serving = Serving::start(settings()).await;
+    let next = TestCa::new();
+    let ends = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let caller = serving.ca.leaf_with(&[&web()], Validity::Until(ends));
+    let mut stream = connect(serving.address, caller.client()).await.unwrap();
+    assert_eq!(exchange(&mut stream, "hello").await, "api:hello");
+
+    // Prepare: the next CA is trusted beside the current one.
+    serving.trust(&[&serving.ca, &next], 2).await;
+    assert_eq!(exchange(&mut stream, "prepared").await, "api:prepared");
+
+    // Activate: the server renews under the next CA; its callers get in.
+    let renewed = next.leaf(&spiffe_id("shop", "api"));
+    serving
+        .harness
+        .publish(&next, &[("shop/api-1", &renewed)])
+        .await;
+    let mut fresh = connect(serving.address, next.leaf(&web()).client())
+        .await
+        .unwrap();
+    assert_eq!(exchange(&mut fresh, "new").await, "api:new");
+    assert_eq!(exchange(&mut stream, "activated").await, "api:activated");
+
+    // Retire the old CA once what it signed has expired.
+    let left = ends - OffsetDateTime::now_utc() + time::Duration::milliseconds(1200);
+    tokio::time::sleep(left.try_into().unwrap_or_default()).await;
+    serving.trust(&[&next], 3).await;
+
+    assert_eq!(exchange(&mut stream, "retired").await, "api:retired");
+    assert!(refused(serving.address, serving.ca.leaf(&web()).client()).await);
+    let counters = &serving.harness.counters;
+    assert_eq!(serving.harness.read(&counters.inbound_revoked), 0);
+}
+
+#[tokio::test]
+async fn a_bundle_that_drops_the_ca_of_a_valid_certificate_closes_the_connection() {
     let serving = Serving::start(settings()).await;
     let mut stream = serving.caller(&web()).await;
     assert_eq!(exchange(&mut stream, "hello").await, "api:hello");
 
-    let mut snapshot = serving.snapshot(&[&web()]);
-    let other = TestCa::new();
-    snapshot.bundle.as_mut().unwrap().x509_pem = other.bundle_pem().to_owned();
-    serving.harness.apply(snapshot).await;
+    serving.trust(&[&TestCa::new()], 2).await;
 
     assert!(closed(&mut stream).await);
+    let counters = &serving.harness.counters;
+    assert_eq!(serving.harness.read(&counters.inbound_revoked), 1);
 }
 
 #[tokio::test]

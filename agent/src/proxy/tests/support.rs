@@ -56,8 +56,12 @@ pub struct Leaf {
 /// When a leaf is valid.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Validity {
+    /// Until the year 4096, rcgen's default.
     Current,
+    /// Through 2020 only.
     Expired,
+    /// From 2020 until this moment.
+    Until(time::OffsetDateTime),
 }
 
 impl TestCa {
@@ -97,9 +101,16 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        if validity == Validity::Expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        match validity {
+            Validity::Current => {}
+            Validity::Expired => {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            Validity::Until(end) => {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = end;
+            }
         }
         let serial = next_serial();
         params.serial_number = Some(SerialNumber::from_slice(&serial));
