@@ -76,13 +76,7 @@ impl AdsService {
         let first = tokio::time::timeout(self.limits.first_request_timeout, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no request arrived"))?
-            .map_err(|status| {
-                tracing::debug!(%peer, %status, "unreadable first xDS request");
-                Status::invalid_argument(format!(
-                    "the first request could not be read as a discovery request: {}",
-                    status.message()
-                ))
-            })?
+            .map_err(|status| unreadable_first(&peer, status))?
             .ok_or_else(|| Status::cancelled("the stream closed before its first request"))?;
         let node = node_of(&first).ok_or_else(|| {
             Status::invalid_argument("node: the first request must carry the node")
@@ -152,6 +146,21 @@ impl AggregatedDiscoveryService for AdsService {
         tokio::spawn(stream::delta::run(context, first, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The status that ends a stream whose first message could not be read.
+fn unreadable_first(peer: &str, status: Status) -> Status {
+    tracing::debug!(%peer, %status, "unreadable first xDS request");
+    if status.code() == tonic::Code::OutOfRange {
+        return Status::resource_exhausted(format!(
+            "the first request is larger than the limit: {}",
+            status.message()
+        ));
+    }
+    Status::invalid_argument(format!(
+        "the first request could not be read as a discovery request: {}",
+        status.message()
+    ))
 }
 
 /// Names the client a stream speaks for, from its certificate and the node
