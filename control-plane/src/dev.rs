@@ -16,6 +16,13 @@ use crate::init::{InitOptions, initialize};
 pub const DEV_TRUST_DOMAIN: &str = "palisade.local";
 const MASTER_KEY_FILE: &str = "master.key";
 const CTL_CONFIG_FILE: &str = "palisadectl.toml";
+/// The example file the next steps apply.
+const EXAMPLE_FILE: &str = "deploy/examples/shop.yaml";
+/// The workload whose gRPC bootstrap the next steps print: in the example,
+/// the one workload that may call [`EXAMPLE_TARGET`], so its view resolves it.
+const EXAMPLE_CLIENT: &str = "shop/storefront-1";
+/// The service the example client dials.
+const EXAMPLE_TARGET: &str = "orders.shop";
 
 /// Opens the development data directory, initializing it the first time.
 pub async fn prepare(config: &ServeConfig) -> anyhow::Result<Opened> {
@@ -74,13 +81,13 @@ pub fn announce(config: &ServeConfig, address: SocketAddr) -> anyhow::Result<()>
     println!();
     println!("Next, in another terminal in this directory:");
     println!("  cargo run -q -p palisadectl -- whoami");
-    println!("  cargo run -q -p palisadectl -- apply -f deploy/examples/shop.yaml");
+    println!("  cargo run -q -p palisadectl -- apply -f {EXAMPLE_FILE}");
     println!("  cargo run -q -p palisadectl -- get workloads -n shop");
     if let Some(xds) = config.xds_plaintext_listen {
         println!(
-            "  cargo run -q -p palisadectl -- bootstrap grpc --workload shop/orders-1 --insecure --xds-server {xds} > bootstrap.json"
+            "  cargo run -q -p palisadectl -- bootstrap grpc --workload {EXAMPLE_CLIENT} --insecure --xds-server {xds} > bootstrap.json"
         );
-        println!("  GRPC_XDS_BOOTSTRAP=bootstrap.json <your gRPC client> xds:///orders.shop");
+        println!("  GRPC_XDS_BOOTSTRAP=bootstrap.json <your gRPC client> xds:///{EXAMPLE_TARGET}");
     }
     println!("  cargo run -q -p palisadectl -- status");
     Ok(())
@@ -95,4 +102,42 @@ fn write_ctl_config(path: &Path, address: SocketAddr, admin: &Path) -> anyhow::R
     );
     crate::fsutil::write_private(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoredResource;
+    use crate::xds::envoy::{Flavor, proxy_keys};
+    use crate::xds::world::World;
+
+    const EXAMPLE: &str = include_str!("../../deploy/examples/shop.yaml");
+
+    fn example_world() -> World {
+        let mut world = World::new(DEV_TRUST_DOMAIN);
+        for document in palisade_model::parse_and_validate(EXAMPLE).unwrap() {
+            world.insert(&StoredResource {
+                key: document.key().store_key(),
+                revision: 1,
+                create_revision: 1,
+                document: document.to_json(),
+            });
+        }
+        world
+    }
+
+    #[test]
+    fn suggested_grpc_client_can_resolve_the_suggested_target() {
+        let world = example_world();
+        let (namespace, name) = EXAMPLE_CLIENT.split_once('/').unwrap();
+        let client = (namespace.to_owned(), name.to_owned());
+
+        let keys = proxy_keys(&world, &client, Flavor::Grpc).expect("the client exists");
+
+        assert!(
+            keys.listeners.iter().any(|l| l == EXAMPLE_TARGET),
+            "{EXAMPLE_CLIENT} cannot see {EXAMPLE_TARGET}: {:?}",
+            keys.listeners
+        );
+    }
 }
