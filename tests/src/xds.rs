@@ -14,6 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
+pub mod shop;
+
 /// How long a test waits for a response it expects.
 pub const EXPECT: Duration = Duration::from_secs(10);
 /// How long a test waits to be sure nothing comes.
@@ -26,8 +28,21 @@ pub mod types {
     pub const ENDPOINTS: &str = "type.googleapis.com/palisade.xds.v1.Endpoints";
     pub const TRUST_BUNDLE: &str = "type.googleapis.com/palisade.xds.v1.TrustBundle";
     pub const DENY_LIST: &str = "type.googleapis.com/palisade.xds.v1.DenyList";
+    pub const JWT_RULES: &str = "type.googleapis.com/palisade.xds.v1.JwtRules";
     pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
     pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+    /// Every type an agent subscribes to.
+    pub const AGENT: [&str; 6] = [
+        WORKLOAD,
+        AUTHORIZATION,
+        ENDPOINTS,
+        JWT_RULES,
+        TRUST_BUNDLE,
+        DENY_LIST,
+    ];
 }
 
 /// A node as an xDS client names itself.
@@ -35,6 +50,15 @@ pub fn node(id: &str) -> Node {
     Node {
         id: id.into(),
         user_agent_name: "palisade-test".into(),
+        ..Default::default()
+    }
+}
+
+/// A node as Envoy names itself.
+pub fn envoy_node(id: &str) -> Node {
+    Node {
+        id: id.into(),
+        user_agent_name: "envoy".into(),
         ..Default::default()
     }
 }
@@ -60,6 +84,11 @@ impl Sotw {
 
     pub async fn send(&self, request: DiscoveryRequest) {
         self.tx.send(request).await.expect("the stream is open");
+    }
+
+    /// A sender of requests on the stream, for a task of its own.
+    pub fn sender(&self) -> mpsc::Sender<DiscoveryRequest> {
+        self.tx.clone()
     }
 
     /// The next response, or an error status, within [`EXPECT`].
@@ -155,6 +184,20 @@ impl Delta {
             .await
             .is_err()
     }
+
+    /// Acknowledges every response until none comes for [`QUIET`]; returns
+    /// what came.
+    pub async fn ack_until_quiet(&mut self) -> Vec<DeltaDiscoveryResponse> {
+        let mut received = Vec::new();
+        while let Ok(message) = tokio::time::timeout(QUIET, self.rx.message()).await {
+            let response = message
+                .expect("the stream stays healthy")
+                .expect("the stream stays open");
+            self.send(delta_ack(&response)).await;
+            received.push(response);
+        }
+        received
+    }
 }
 
 /// A delta request subscribing and unsubscribing names.
@@ -182,35 +225,100 @@ pub fn delta_ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
     }
 }
 
+/// The NACK of a delta response.
+pub fn delta_nack(response: &DeltaDiscoveryResponse, error: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: error.into(),
+            details: Vec::new(),
+        }),
+        ..delta_ack(response)
+    }
+}
+
 /// The names in a delta response.
 pub fn names(response: &DeltaDiscoveryResponse) -> Vec<String> {
     response.resources.iter().map(|r| r.name.clone()).collect()
+}
+
+/// The two ADS methods.
+#[derive(Clone, Copy, Debug)]
+pub enum Method {
+    StateOfTheWorld,
+    Delta,
+}
+
+impl Method {
+    fn path(self) -> &'static str {
+        match self {
+            Method::StateOfTheWorld => {
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+            }
+            Method::Delta => {
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+            }
+        }
+    }
 }
 
 /// Sends `bytes` as the first message of an ADS stream, as a client that
 /// speaks something else would, and returns the status the server ends the
 /// call with.
 pub async fn send_garbage(channel: Channel, bytes: Vec<u8>) -> tonic::Status {
+    let (_tx, opened) = open_raw(channel, Method::StateOfTheWorld, bytes).await;
+    match opened {
+        Err(status) => status,
+        Ok(mut stream) => next_status(&mut stream).await,
+    }
+}
+
+/// Opens an ADS stream with `first` (an encoded request), waits for its
+/// answer, then sends `then` as the next message and returns the status the
+/// server ends the call with.
+pub async fn send_after_first(
+    channel: Channel,
+    method: Method,
+    first: Vec<u8>,
+    then: Vec<u8>,
+) -> tonic::Status {
+    let (tx, stream) = open_raw(channel, method, first).await;
+    let mut stream = stream.expect("the stream opens");
+    let answer = tokio::time::timeout(EXPECT, stream.message()).await;
+    assert!(
+        matches!(answer, Ok(Ok(Some(_)))),
+        "the first request was not answered: {answer:?}"
+    );
+
+    tx.send(then).await.expect("the stream is open");
+    next_status(&mut stream).await
+}
+
+async fn open_raw(
+    channel: Channel,
+    method: Method,
+    first: Vec<u8>,
+) -> (
+    mpsc::Sender<Vec<u8>>,
+    Result<Streaming<Vec<u8>>, tonic::Status>,
+) {
     use tonic::codegen::http::uri::PathAndQuery;
 
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("the channel is ready");
-    let path = PathAndQuery::from_static(
-        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
-    );
-    let requests = tokio_stream::once(bytes);
-    let outcome = grpc
-        .streaming(tonic::Request::new(requests), path, raw::RawCodec)
-        .await;
-    match outcome {
-        Err(status) => status,
-        Ok(response) => {
-            let mut stream = response.into_inner();
-            match tokio::time::timeout(EXPECT, stream.message()).await {
-                Ok(Err(status)) => status,
-                other => panic!("garbage was answered: {other:?}"),
-            }
-        }
+    let (tx, requests) = mpsc::channel(4);
+    tx.send(first).await.expect("queueing the first message");
+    let path = PathAndQuery::from_static(method.path());
+    let request = tonic::Request::new(ReceiverStream::new(requests));
+    let opened = grpc.streaming(request, path, raw::RawCodec).await;
+    (tx, opened.map(tonic::Response::into_inner))
+}
+
+/// The status a stream ends with; panics if it sends anything else.
+async fn next_status(stream: &mut Streaming<Vec<u8>>) -> tonic::Status {
+    match tokio::time::timeout(EXPECT, stream.message()).await {
+        Ok(Err(status)) => status,
+        other => panic!("the stream did not end with an error: {other:?}"),
     }
 }
 

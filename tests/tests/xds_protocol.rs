@@ -2,115 +2,26 @@
 //! control plane and agents authenticated by their node certificates.
 
 use palisade_proto::xds as agent_pb;
-use palisade_tests::identity::{TestNode, join_token};
+use palisade_tests::xds::shop::{self, MOVED, sotw_names};
 use palisade_tests::xds::{
-    Delta, Sotw, delta_ack, delta_request, names, sotw_ack, sotw_nack, sotw_request, types,
+    Delta, Sotw, delta_ack, delta_nack, delta_request, names, sotw_ack, sotw_nack, sotw_request,
+    types,
 };
-use palisade_tests::{Admin, ControlPlane, apply, pb};
+use palisade_tests::{apply, pb};
 use prost::Message;
-use tonic::transport::Channel;
 
-const SHOP: &str = r#"
-kind: Node
-metadata: {name: web-1}
-spec: {address: 127.0.0.11}
----
-kind: Node
-metadata: {name: web-2}
-spec: {address: 127.0.0.12}
----
-kind: Service
-metadata: {name: orders, namespace: shop}
-spec: {ports: [{port: 9090, protocol: grpc}]}
----
-kind: Service
-metadata: {name: storefront, namespace: shop}
-spec: {ports: [{port: 8080, protocol: http}]}
----
-kind: Workload
-metadata: {name: orders-1, namespace: shop}
-spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
----
-kind: Workload
-metadata: {name: storefront-1, namespace: shop}
-spec: {service: storefront, node: web-2, appPort: 8080, inboundPort: 15008}
----
-kind: AuthorizationPolicy
-metadata: {name: orders-from-storefront, namespace: shop}
-spec:
-  targetService: orders
-  rules:
-    - from: [{identities: ["spiffe://xds.test/ns/shop/sa/storefront"]}]
-"#;
-
-/// A control plane holding [`SHOP`], with both nodes attested.
-struct Bed {
-    cp: ControlPlane,
-    admin: Admin,
-    web1: Channel,
-    web2: Channel,
-}
-
-async fn bed() -> Bed {
-    let mut cp = ControlPlane::init("xds.test").unwrap();
-    cp.start().await.unwrap();
-    let mut admin = cp.admin().await.unwrap();
-    apply(&mut admin, SHOP).await.unwrap();
-    let mut channels = Vec::new();
-    for node in ["web-1", "web-2"] {
-        let token = join_token(&mut admin, node, 0).await.unwrap();
-        let attested = TestNode::attest(&cp, node, &token).await.unwrap();
-        channels.push(attested.channel(&cp).await.unwrap());
-    }
-    let web2 = channels.pop().unwrap();
-    let web1 = channels.pop().unwrap();
-    Bed {
-        cp,
-        admin,
-        web1,
-        web2,
+fn delete_orders_2() -> pb::DeleteRequest {
+    pb::DeleteRequest {
+        kind: "Workload".into(),
+        namespace: "shop".into(),
+        name: "orders-2".into(),
+        ..Default::default()
     }
 }
-
-/// The names of the resources in a SotW response.
-fn sotw_names(
-    response: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse,
-) -> Vec<String> {
-    response
-        .resources
-        .iter()
-        .map(|any| match any.type_url.as_str() {
-            types::WORKLOAD => {
-                let w = agent_pb::Workload::decode(any.value.as_slice()).unwrap();
-                format!("{}/{}", w.namespace, w.name)
-            }
-            types::ENDPOINTS => {
-                let e = agent_pb::Endpoints::decode(any.value.as_slice()).unwrap();
-                format!("{}/{}", e.namespace, e.service)
-            }
-            types::AUTHORIZATION => {
-                let a = agent_pb::Authorization::decode(any.value.as_slice()).unwrap();
-                format!("{}/{}", a.namespace, a.service)
-            }
-            other => other.to_owned(),
-        })
-        .collect()
-}
-
-async fn fleet(admin: &mut Admin, node: &str) -> pb::FleetStatusResponse {
-    let request = pb::FleetStatusRequest {
-        node: node.into(),
-        resources: true,
-    };
-    admin.fleet_status(request).await.unwrap().into_inner()
-}
-
-const MOVED: &str = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
-                     spec: {service: orders, node: web-1, appPort: 9091, inboundPort: 15009}\n";
 
 #[tokio::test]
 async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
-    let mut bed = bed().await;
+    let mut bed = shop::start().await;
     let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
     let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
 
@@ -120,7 +31,7 @@ async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
     stream.send(sotw_ack(&response, &[])).await;
     assert!(stream.quiet().await, "an ACK gets no answer");
 
-    let status = fleet(&mut bed.admin, "web-1").await;
+    let status = bed.fleet("web-1").await;
     let workload_type = status.streams[0]
         .types
         .iter()
@@ -135,7 +46,7 @@ async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
 
 #[tokio::test]
 async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
-    let mut bed = bed().await;
+    let mut bed = shop::start().await;
     let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
     let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
     let response = stream.recv().await.unwrap();
@@ -145,7 +56,7 @@ async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
         .await;
 
     assert!(stream.quiet().await, "the rejected set must not come back");
-    let status = fleet(&mut bed.admin, "web-1").await;
+    let status = bed.fleet("web-1").await;
     let nacked = status.streams[0]
         .types
         .iter()
@@ -161,7 +72,7 @@ async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
 
 #[tokio::test]
 async fn sotw_stale_nonce_is_ignored() {
-    let bed = bed().await;
+    let bed = shop::start().await;
     let first = sotw_request(Some("web-1"), types::ENDPOINTS, &[]);
     let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
     let response = stream.recv().await.unwrap();
@@ -176,21 +87,17 @@ async fn sotw_stale_nonce_is_ignored() {
 
 #[tokio::test]
 async fn sotw_removed_resource_is_absent_from_the_next_set() {
-    let mut bed = bed().await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
+    let mut bed = shop::start().await;
     let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
     let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let initial = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&initial, &[])).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
     let response = stream.recv().await.unwrap();
     assert_eq!(sotw_names(&response).len(), 2);
     stream.send(sotw_ack(&response, &[])).await;
 
-    let delete = pb::DeleteRequest {
-        kind: "Workload".into(),
-        namespace: "shop".into(),
-        name: "orders-2".into(),
-        ..Default::default()
-    };
-    bed.admin.delete(delete).await.unwrap();
+    bed.admin.delete(delete_orders_2()).await.unwrap();
 
     let next = stream.recv().await.unwrap();
     assert_eq!(sotw_names(&next), ["shop/orders-1"]);
@@ -199,7 +106,7 @@ async fn sotw_removed_resource_is_absent_from_the_next_set() {
 
 #[tokio::test]
 async fn sotw_subscription_by_name_returns_only_those_names() {
-    let bed = bed().await;
+    let bed = shop::start().await;
     let first = sotw_request(
         Some("web-2"),
         types::ENDPOINTS,
@@ -223,7 +130,7 @@ async fn sotw_subscription_by_name_returns_only_those_names() {
 
 #[tokio::test]
 async fn delta_sends_changes_once_and_reports_removals() {
-    let mut bed = bed().await;
+    let mut bed = shop::start().await;
     let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
     let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
     let initial = stream.recv().await.unwrap();
@@ -235,13 +142,7 @@ async fn delta_sends_changes_once_and_reports_removals() {
     assert_eq!(names(&added), ["shop/orders-2"], "only the change is sent");
     stream.send(delta_ack(&added)).await;
 
-    let delete = pb::DeleteRequest {
-        kind: "Workload".into(),
-        namespace: "shop".into(),
-        name: "orders-2".into(),
-        ..Default::default()
-    };
-    bed.admin.delete(delete).await.unwrap();
+    bed.admin.delete(delete_orders_2()).await.unwrap();
     let removed = stream.recv().await.unwrap();
     assert!(removed.resources.is_empty());
     assert_eq!(removed.removed_resources, ["shop/orders-2"]);
@@ -249,21 +150,25 @@ async fn delta_sends_changes_once_and_reports_removals() {
 
 #[tokio::test]
 async fn delta_reconnect_with_initial_versions_resends_nothing_unchanged() {
-    let mut bed = bed().await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
+    let mut bed = shop::start().await;
     let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
     let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
     let initial = stream.recv().await.unwrap();
-    let held: Vec<(String, String)> = initial
-        .resources
-        .iter()
+    stream.send(delta_ack(&initial)).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let added = stream.recv().await.unwrap();
+    let held: Vec<(String, String)> = [&initial.resources[0], &added.resources[0]]
+        .into_iter()
         .map(|r| (r.name.clone(), r.version.clone()))
         .collect();
-    drop(stream);
+    stream.send(delta_ack(&added)).await;
 
+    // orders-2 changes while the client is away.
     let changed = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
                    spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15009}\n";
     apply(&mut bed.admin, changed).await.unwrap();
+    stream.recv().await.unwrap();
+    drop(stream);
     let mut again = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
     again.initial_resource_versions = held.into_iter().collect();
     let mut stream = Delta::open(bed.web1.clone(), again).await.unwrap();
@@ -291,7 +196,7 @@ async fn delta_reconnect_with_initial_versions_resends_nothing_unchanged() {
 
 #[tokio::test]
 async fn delta_unsubscribe_stops_updates_for_that_name() {
-    let mut bed = bed().await;
+    let mut bed = shop::start().await;
     let first = delta_request(Some("web-2"), types::ENDPOINTS, &["shop/orders"], &[]);
     let mut stream = Delta::open(bed.web2.clone(), first).await.unwrap();
     let initial = stream.recv().await.unwrap();
@@ -308,7 +213,7 @@ async fn delta_unsubscribe_stops_updates_for_that_name() {
 
 #[tokio::test]
 async fn delta_star_subscribed_and_unsubscribed_at_once_means_nothing_yet() {
-    let bed = bed().await;
+    let bed = shop::start().await;
     let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &["*"]);
     let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
 
@@ -330,7 +235,7 @@ async fn delta_star_subscribed_and_unsubscribed_at_once_means_nothing_yet() {
 
 #[tokio::test]
 async fn unknown_type_url_gets_an_empty_answer() {
-    let bed = bed().await;
+    let bed = shop::start().await;
     let unknown = "type.googleapis.com/example.Nothing";
 
     let mut sotw = Sotw::open(bed.web1.clone(), sotw_request(Some("web-1"), unknown, &[]))
@@ -351,112 +256,189 @@ async fn unknown_type_url_gets_an_empty_answer() {
 }
 
 #[tokio::test]
-async fn client_sending_garbage_is_disconnected_with_a_clear_status() {
-    let bed = bed().await;
+async fn sotw_unsubscribe_by_shrinking_the_names_drops_them() {
+    let mut bed = shop::start().await;
+    let both = ["shop/orders-1", "shop/orders-2"];
+    let first = sotw_request(Some("web-1"), types::WORKLOAD, &both);
+    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let initial = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&initial, &both)).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let response = stream.recv().await.unwrap();
+    assert_eq!(sotw_names(&response), both);
 
-    let status = palisade_tests::xds::send_garbage(bed.web1.clone(), vec![0xff; 64]).await;
+    stream.send(sotw_ack(&response, &["shop/orders-1"])).await;
 
-    assert_eq!(
-        status.code(),
-        tonic::Code::InvalidArgument,
-        "{}",
-        status.message()
-    );
-    assert!(
-        status
-            .message()
-            .contains("could not be read as a discovery request"),
-        "{}",
-        status.message()
-    );
-    let healthy = Sotw::open(
-        bed.web1.clone(),
-        sotw_request(Some("web-1"), types::WORKLOAD, &[]),
-    );
-    assert!(
-        healthy.await.unwrap().recv().await.is_ok(),
-        "the server still serves"
-    );
+    let shrunk = stream.recv().await.unwrap();
+    assert_eq!(sotw_names(&shrunk), ["shop/orders-1"]);
+    stream.send(sotw_ack(&shrunk, &["shop/orders-1"])).await;
+    bed.admin.delete(delete_orders_2()).await.unwrap();
+    assert!(stream.quiet().await, "orders-2 is no longer subscribed");
 }
 
 #[tokio::test]
-async fn node_sees_only_its_own_workloads_whatever_it_names() {
-    let bed = bed().await;
-    let asks = ["shop/storefront-1", "shop/orders-1", "*"];
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &asks, &[]);
+async fn sotw_explicit_star_subscribes_to_everything() {
+    let mut bed = shop::start().await;
+    let names = ["*", "shop/orders-1"];
+    let first = sotw_request(Some("web-1"), types::WORKLOAD, &names);
+    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let initial = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&initial, &names)).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+
+    let response = stream.recv().await.unwrap();
+    assert_eq!(sotw_names(&response), ["shop/orders-1", "shop/orders-2"]);
+    stream.send(sotw_ack(&response, &names)).await;
+    bed.admin.delete(delete_orders_2()).await.unwrap();
+    let next = stream.recv().await.unwrap();
+    assert_eq!(sotw_names(&next), ["shop/orders-1"]);
+}
+
+#[tokio::test]
+async fn delta_responses_carry_version_and_nonce_and_acks_are_recorded() {
+    let mut bed = shop::start().await;
+    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
     let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
 
     let response = stream.recv().await.unwrap();
-    assert_eq!(names(&response), ["shop/orders-1"]);
-    assert!(
-        response
-            .removed_resources
-            .contains(&"shop/storefront-1".to_owned())
-    );
+    assert!(!response.system_version_info.is_empty() && !response.nonce.is_empty());
+    stream.send(delta_ack(&response)).await;
+    assert!(stream.quiet().await, "an ACK gets no answer");
 
-    let auth = delta_request(None, types::AUTHORIZATION, &["shop/storefront"], &[]);
-    stream.send(auth).await;
-    let response = stream.recv().await.unwrap();
-    assert!(response.resources.is_empty(), "web-1 hosts no storefront");
-}
-
-#[tokio::test]
-async fn node_id_must_match_the_certificate() {
-    let bed = bed().await;
-
-    let opened = Sotw::open(
-        bed.web1.clone(),
-        sotw_request(Some("web-2"), types::WORKLOAD, &[]),
-    )
-    .await;
-
-    let status = match opened {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
+    let status = bed.fleet("web-1").await;
+    let workloads = workload_status(&status);
     assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        status.message()
+        workloads.acked_revision.to_string(),
+        response.system_version_info
     );
-    assert!(
-        status.message().contains("node.id claims node web-2"),
-        "{}",
-        status.message()
-    );
+    assert_eq!(workloads.sent_revision, workloads.acked_revision);
+    let held: Vec<(&str, &str)> = workloads
+        .held
+        .iter()
+        .map(|h| (h.name.as_str(), h.version.as_str()))
+        .collect();
+    let resource = &response.resources[0];
+    assert_eq!(held, [(resource.name.as_str(), resource.version.as_str())]);
 }
 
 #[tokio::test]
-async fn revoking_a_node_cuts_its_stream() {
-    let mut bed = bed().await;
+async fn delta_stale_nonce_is_ignored() {
+    let mut bed = shop::start().await;
     let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
     let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
     let initial = stream.recv().await.unwrap();
     stream.send(delta_ack(&initial)).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let added = stream.recv().await.unwrap();
+    stream.send(delta_ack(&added)).await;
 
-    let revoke = pb::RevokeNodeRequest {
-        node: "web-1".into(),
-        reason: "test".into(),
-    };
-    bed.admin.revoke_node(revoke).await.unwrap();
+    let stale = delta_nack(&initial, "a late rejection");
+    stream.send(stale).await;
 
-    let status = stream.recv().await.unwrap_err();
-    assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        status.message()
+    assert!(stream.quiet().await, "a stale nonce gets no answer");
+    let status = bed.fleet("web-1").await;
+    let workloads = workload_status(&status);
+    assert!(
+        workloads.last_nack_error.is_empty(),
+        "a stale NACK is not recorded: {workloads:?}"
     );
-    let reopened = Delta::open(
-        bed.web1.clone(),
-        delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]),
-    )
-    .await;
-    let refused = match reopened {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
-    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
-    drop(bed.cp);
+    assert_eq!(
+        workloads.acked_revision.to_string(),
+        added.system_version_info
+    );
+}
+
+#[tokio::test]
+async fn delta_nack_is_recorded_and_the_rejected_version_is_not_resent() {
+    let mut bed = shop::start().await;
+    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
+    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let initial = stream.recv().await.unwrap();
+    stream.send(delta_ack(&initial)).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let added = stream.recv().await.unwrap();
+
+    stream
+        .send(delta_nack(&added, "cannot apply orders-2"))
+        .await;
+
+    assert!(
+        stream.quiet().await,
+        "the rejected version must not come back"
+    );
+    let status = bed.fleet("web-1").await;
+    let workloads = workload_status(&status);
+    assert_eq!(workloads.last_nack_error, "cannot apply orders-2");
+    assert_eq!(workloads.last_nack_revision, added.system_version_info);
+    assert_eq!(
+        workloads.acked_revision.to_string(),
+        initial.system_version_info,
+        "the client still runs what it last accepted"
+    );
+
+    let changed = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
+                   spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15009}\n";
+    apply(&mut bed.admin, changed).await.unwrap();
+    let next = stream.recv().await.unwrap();
+    assert_eq!(names(&next), ["shop/orders-2"], "a new version is sent");
+}
+
+#[tokio::test]
+async fn delta_unsubscribing_a_name_under_the_wildcard_resends_nothing() {
+    let mut bed = shop::start().await;
+    let mut stream = wildcard_and_orders_1(&mut bed).await;
+
+    let unsubscribe = delta_request(None, types::WORKLOAD, &[], &["shop/orders-1"]);
+    stream.send(unsubscribe).await;
+
+    assert!(
+        stream.quiet().await,
+        "orders-1 still comes through the wildcard"
+    );
+    let changed = "kind: Workload\nmetadata: {name: orders-1, namespace: shop}\n\
+                   spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15008}\n";
+    apply(&mut bed.admin, changed).await.unwrap();
+    let update = stream.recv().await.unwrap();
+    assert_eq!(names(&update), ["shop/orders-1"]);
+}
+
+#[tokio::test]
+async fn delta_unsubscribing_the_wildcard_leaves_no_spurious_removals() {
+    let mut bed = shop::start().await;
+    let mut stream = wildcard_and_orders_1(&mut bed).await;
+
+    let unsubscribe = delta_request(None, types::WORKLOAD, &[], &["*"]);
+    stream.send(unsubscribe).await;
+
+    assert!(stream.quiet().await, "unsubscribing sends nothing");
+    bed.admin.delete(delete_orders_2()).await.unwrap();
+    assert!(
+        stream.quiet().await,
+        "orders-2 came only through the wildcard; its deletion is not the client's concern"
+    );
+}
+
+/// A delta stream of web-1 subscribed to the wildcard and to orders-1 by
+/// name, holding orders-1 and orders-2.
+async fn wildcard_and_orders_1(bed: &mut shop::Shop) -> Delta {
+    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*", "shop/orders-1"], &[]);
+    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let initial = stream.recv().await.unwrap();
+    assert_eq!(names(&initial), ["shop/orders-1"]);
+    stream.send(delta_ack(&initial)).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let added = stream.recv().await.unwrap();
+    assert_eq!(names(&added), ["shop/orders-2"]);
+    stream.send(delta_ack(&added)).await;
+    stream
+}
+
+fn workload_status(status: &pb::FleetStatusResponse) -> &pb::XdsTypeStatus {
+    status.streams[0]
+        .types
+        .iter()
+        .find(|t| t.type_url == types::WORKLOAD)
+        .expect("the stream subscribed to workloads")
 }
