@@ -1,0 +1,152 @@
+//! Fleet status: what `palisadectl status` and the admin API say of each
+//! connected stream: acknowledged revisions, how far behind, the last NACK.
+
+use palisade_tests::xds::shop::{self, MOVED, Shop};
+use palisade_tests::xds::{
+    Delta, Sotw, delta_ack, delta_nack, delta_request, sotw_ack, sotw_request, types,
+};
+use palisade_tests::{apply, palisadectl, pb};
+
+/// An agent's delta stream subscribed to every agent type, all acknowledged.
+async fn converged_agent(bed: &Shop) -> Delta {
+    let first = delta_request(Some("web-1"), types::AGENT[0], &["*"], &[]);
+    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    for type_url in &types::AGENT[1..] {
+        stream
+            .send(delta_request(None, type_url, &["*"], &[]))
+            .await;
+    }
+    let answered = stream.ack_until_quiet().await;
+    assert!(answered.len() >= types::AGENT.len(), "{answered:?}");
+    stream
+}
+
+/// The value in `column` of the row of `palisadectl status` whose NODE is
+/// `node`.
+fn status_cell(output: &str, node: &str, column: &str) -> String {
+    let mut lines = output.lines();
+    let header = lines.next().expect("a header");
+    let start = header.find(column).expect("the column");
+    let row = lines
+        .find(|l| l.starts_with(node))
+        .unwrap_or_else(|| panic!("no row for {node}:\n{output}"));
+    row.get(start..)
+        .unwrap_or_default()
+        .split("  ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn ctl_status(bed: &Shop) -> String {
+    let output = palisadectl(&bed.cp.ctl_config(), &["status"]);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn assert_every_type_current(stream: &pb::XdsStream) {
+    for t in &stream.types {
+        assert_eq!(
+            (t.sent_revision, t.acked_revision),
+            (stream.view_revision, stream.view_revision),
+            "{} is not current: {stream:#?}",
+            t.type_url
+        );
+    }
+}
+
+#[tokio::test]
+async fn converged_agent_is_nothing_behind_after_a_change_to_one_of_its_types() {
+    let mut bed = shop::start().await;
+    let mut agent = converged_agent(&bed).await;
+    let before = bed.fleet("web-1").await.streams[0].view_revision;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let updates = agent.ack_until_quiet().await;
+
+    let changed: Vec<&str> = updates.iter().map(|u| u.type_url.as_str()).collect();
+    assert_eq!(changed, [types::WORKLOAD], "only web-1's workloads changed");
+    let status = bed.fleet("web-1").await;
+    let stream = &status.streams[0];
+    assert!(stream.view_revision > before);
+    assert_eq!(stream.types.len(), types::AGENT.len());
+    assert_every_type_current(stream);
+    let text = ctl_status(&bed);
+    assert_eq!(status_cell(&text, "web-1", "BEHIND"), "0", "{text}");
+}
+
+#[tokio::test]
+async fn sotw_agent_is_nothing_behind_after_a_change_to_one_of_its_types() {
+    let mut bed = shop::start().await;
+    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
+    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let workloads = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&workloads, &[])).await;
+    stream
+        .send(sotw_request(None, types::AUTHORIZATION, &[]))
+        .await;
+    let rules = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&rules, &[])).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let update = stream.recv().await.unwrap();
+    assert_eq!(update.type_url, types::WORKLOAD);
+    stream.send(sotw_ack(&update, &[])).await;
+    assert!(stream.quiet().await, "the rules did not change");
+
+    let status = bed.fleet("web-1").await;
+    assert_every_type_current(&status.streams[0]);
+}
+
+#[tokio::test]
+async fn unacknowledged_response_shows_behind_until_it_is_acknowledged() {
+    let mut bed = shop::start().await;
+    let mut agent = converged_agent(&bed).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let update = agent.recv().await.unwrap();
+    let text = ctl_status(&bed);
+
+    assert_ne!(status_cell(&text, "web-1", "BEHIND"), "0", "{text}");
+    agent.send(delta_ack(&update)).await;
+    assert!(agent.quiet().await);
+    let text = ctl_status(&bed);
+    assert_eq!(status_cell(&text, "web-1", "BEHIND"), "0", "{text}");
+}
+
+#[tokio::test]
+async fn delta_nack_shows_in_status_with_its_error() {
+    let mut bed = shop::start().await;
+    let mut agent = converged_agent(&bed).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let update = agent.recv().await.unwrap();
+    agent
+        .send(delta_nack(&update, "orders-2: port 9091 is taken"))
+        .await;
+    assert!(agent.quiet().await, "the rejected version is not resent");
+
+    let status = bed.fleet("web-1").await;
+    let workloads = status.streams[0]
+        .types
+        .iter()
+        .find(|t| t.type_url == types::WORKLOAD)
+        .unwrap();
+    assert_eq!(workloads.last_nack_error, "orders-2: port 9091 is taken");
+    assert_eq!(workloads.last_nack_revision, update.system_version_info);
+    let text = ctl_status(&bed);
+    assert_eq!(
+        status_cell(&text, "web-1", "LAST NACK"),
+        format!(
+            "Workload@{}: orders-2: port 9091 is taken",
+            update.system_version_info
+        ),
+        "{text}"
+    );
+    assert_ne!(
+        status_cell(&text, "web-1", "BEHIND"),
+        "0",
+        "a client that rejected the view is behind it: {text}"
+    );
+}
