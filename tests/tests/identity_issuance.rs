@@ -1,11 +1,13 @@
 //! Issued identities work where it matters: openssl's strict verifier
 //! accepts them for clients and servers, and two workloads complete an mTLS
 //! handshake with them, while a stranger's or an expired certificate fails.
+//! Each issuance is audited with the node that asked, the identity and the
+//! serial.
 
 use palisade_tests::identity::{TestNode, join_token};
 use palisade_tests::mtls::{Holder, handshake};
 use palisade_tests::x509::{first_der, openssl_verify, spiffe_id};
-use palisade_tests::{Admin, ControlPlane, apply};
+use palisade_tests::{Admin, ControlPlane, apply, last_audit};
 
 const SHOP: &str = r#"
 kind: Node
@@ -112,6 +114,36 @@ async fn node_and_workload_certificates_pass_openssl_strict_verification() {
         spiffe_id(&first_der(&with_dns.certificate_chain_pem)).unwrap(),
         "spiffe://issue.test/ns/shop/sa/orders"
     );
+}
+
+#[tokio::test]
+async fn each_issuance_is_audited_with_the_requesting_node_the_identity_and_the_serial() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    let (token_id, _) = token.split_once('.').unwrap();
+    let node_id = "spiffe://issue.test/node/web-1";
+
+    let node = TestNode::attest(&cp, "web-1", &token).await.unwrap();
+    let attested = last_audit(&mut admin).await;
+    let orders = "spiffe://issue.test/ns/shop/sa/orders";
+    let (_, workload) = node.sign(&cp, "shop", "orders-1", orders).await.unwrap();
+    let signed = last_audit(&mut admin).await;
+
+    assert_eq!(
+        (attested.action.as_str(), attested.outcome.as_str()),
+        ("attest", "ok")
+    );
+    assert_eq!(attested.actor, node_id);
+    let node_serial = format!("serial:{}", node.serial);
+    assert_eq!(attested.targets, [node_id.to_owned(), node_serial]);
+    assert_eq!(attested.detail, format!("join token {token_id}"));
+    assert_eq!(
+        (signed.action.as_str(), signed.outcome.as_str()),
+        ("sign workload", "ok")
+    );
+    assert_eq!(signed.actor, node_id, "the requesting node");
+    let workload_serial = format!("serial:{}", workload.serial);
+    assert_eq!(signed.targets, [orders.to_owned(), workload_serial]);
 }
 
 #[tokio::test]

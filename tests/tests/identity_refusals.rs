@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use palisade_tests::identity::{TestNode, csr, join_token, new_key};
-use palisade_tests::{Admin, ControlPlane, apply, last_audit, pb};
+use palisade_tests::identity::{TestNode, audit_entries, csr, join_token, new_key};
+use palisade_tests::{Admin, ControlPlane, apply, last_audit, pb, revision};
 use tonic::Code;
 
 const TD: &str = "refuse.test";
@@ -44,15 +44,41 @@ async fn attested() -> (ControlPlane, Admin, TestNode) {
     (cp, admin, node)
 }
 
+/// The calls that issue a certificate or a token, as the audit log names them.
+const ISSUING: [&str; 4] = ["attest", "renew node", "sign workload", "mint jwt-svid"];
+
+/// What has been issued so far: the store's revision, which every issuance
+/// moves because it records what it issued, and the issuances audited as
+/// done.
+#[derive(Debug, PartialEq)]
+struct Issued {
+    revision: u64,
+    audited: usize,
+}
+
+async fn issued(admin: &mut Admin) -> Issued {
+    let entries = audit_entries(admin).await.unwrap();
+    let audited = entries
+        .iter()
+        .filter(|e| e.outcome == "ok" && ISSUING.contains(&e.action.as_str()))
+        .count();
+    Issued {
+        revision: revision(admin).await.unwrap(),
+        audited,
+    }
+}
+
 /// Checks a refusal: its code and message, an audit entry for it as the
-/// newest entry (so nothing was issued after it), with `action`.
+/// newest entry with `action`, and that nothing was issued since `before`.
+/// Returns the audit entry.
 async fn assert_refused(
     admin: &mut Admin,
+    before: Issued,
     result: Result<impl std::fmt::Debug, tonic::Status>,
     code: Code,
     needle: &str,
     action: &str,
-) {
+) -> pb::AuditEntry {
     let status = result.expect_err("the request should be refused");
     assert_eq!(status.code(), code, "{}", status.message());
     assert!(
@@ -68,6 +94,21 @@ async fn assert_refused(
         audit.detail.contains(needle),
         "audit detail: {}",
         audit.detail
+    );
+    assert_eq!(issued(admin).await, before, "nothing may be issued");
+    audit
+}
+
+/// Checks that a refused attestation's audit entry names node web-2 and
+/// the join token's id, and nothing of its secret.
+fn assert_names_node_and_token(audit: &pb::AuditEntry, token: &str) {
+    let (id, secret) = token.split_once('.').unwrap();
+    let expected = ["Node//web-2".to_owned(), format!("join-token:{id}")];
+    assert_eq!(audit.targets, expected);
+    let text = format!("{audit:?}");
+    assert!(
+        !text.contains(secret),
+        "the secret reached the audit log: {text}"
     );
 }
 
@@ -110,11 +151,13 @@ fn openssl_csr(args: &[&str]) -> Vec<u8> {
 async fn malformed_pem_is_refused() {
     let (cp, mut admin, node) = attested().await;
     let garbage = b"-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n-----END CERTIFICATE REQUEST-----\n";
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", garbage.to_vec()).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "not valid PEM",
@@ -126,11 +169,13 @@ async fn malformed_pem_is_refused() {
 #[tokio::test]
 async fn malformed_der_is_refused() {
     let (cp, mut admin, node) = attested().await;
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", vec![0x30, 0x82, 0x01, 0x00, 0x02]).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "not valid DER",
@@ -148,11 +193,13 @@ async fn csr_whose_signature_does_not_verify_is_refused() {
         .unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", der).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "signature does not verify",
@@ -164,6 +211,7 @@ async fn csr_whose_signature_does_not_verify_is_refused() {
 #[tokio::test]
 async fn csr_for_another_nodes_workload_is_refused() {
     let (cp, mut admin, node) = attested().await;
+    let before = issued(&mut admin).await;
 
     let result = sign(
         &cp,
@@ -175,6 +223,7 @@ async fn csr_for_another_nodes_workload_is_refused() {
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::PermissionDenied,
         "runs on node web-2, not on web-1",
@@ -191,11 +240,13 @@ async fn two_uri_sans_are_refused() {
         &[ORDERS, "spiffe://refuse.test/ns/shop/sa/other"],
         &[],
     );
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", two.into_bytes()).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "2 URI SANs",
@@ -208,11 +259,13 @@ async fn two_uri_sans_are_refused() {
 async fn uri_san_in_another_trust_domain_is_refused() {
     let (cp, mut admin, node) = attested().await;
     let foreign = csr(&new_key(), &["spiffe://evil.test/ns/shop/sa/orders"], &[]);
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", foreign.into_bytes()).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "trust domain \"evil.test\"",
@@ -235,11 +288,13 @@ async fn request_for_ca_rights_is_refused() {
         "-addext",
         "basicConstraints=critical,CA:TRUE",
     ]);
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", ca).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "asks for CA rights",
@@ -253,11 +308,13 @@ async fn rsa_1024_key_is_refused() {
     let (cp, mut admin, node) = attested().await;
     let san = format!("subjectAltName=URI:{ORDERS}");
     let rsa = openssl_csr(&["-newkey", "rsa:1024", "-addext", &san]);
+    let before = issued(&mut admin).await;
 
     let result = sign(&cp, &node, "orders-1", rsa).await;
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::InvalidArgument,
         "RSA keys are not accepted (this one has 1024 bits)",
@@ -269,6 +326,7 @@ async fn rsa_1024_key_is_refused() {
 #[tokio::test]
 async fn workload_that_does_not_exist_is_not_found() {
     let (cp, mut admin, node) = attested().await;
+    let before = issued(&mut admin).await;
 
     let result = sign(
         &cp,
@@ -280,6 +338,7 @@ async fn workload_that_does_not_exist_is_not_found() {
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::NotFound,
         "Workload shop/ghost-1 does not exist",
@@ -293,19 +352,22 @@ async fn replayed_join_token_is_refused() {
     let (cp, mut admin, _node) = attested().await;
     let token = join_token(&mut admin, "web-2", 0).await.unwrap();
     TestNode::attest(&cp, "web-2", &token).await.unwrap();
+    let before = issued(&mut admin).await;
 
     let result = TestNode::attest(&cp, "web-2", &token)
         .await
         .map(|n| n.serial);
 
-    assert_refused(
+    let audit = assert_refused(
         &mut admin,
+        before,
         result,
         Code::PermissionDenied,
         "already used",
         "attest",
     )
     .await;
+    assert_names_node_and_token(&audit, &token);
 }
 
 #[tokio::test]
@@ -313,19 +375,22 @@ async fn expired_join_token_is_refused() {
     let (cp, mut admin, _node) = attested().await;
     let token = join_token(&mut admin, "web-2", 1).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let before = issued(&mut admin).await;
 
     let result = TestNode::attest(&cp, "web-2", &token)
         .await
         .map(|n| n.serial);
 
-    assert_refused(
+    let audit = assert_refused(
         &mut admin,
+        before,
         result,
         Code::PermissionDenied,
         "expired",
         "attest",
     )
     .await;
+    assert_names_node_and_token(&audit, &token);
 }
 
 #[tokio::test]
@@ -334,19 +399,23 @@ async fn forged_join_token_is_refused() {
     let token = join_token(&mut admin, "web-2", 0).await.unwrap();
     let (id, _) = token.split_once('.').unwrap();
     let forged = format!("{id}.{}", "A".repeat(43));
+    let before = issued(&mut admin).await;
 
     let result = TestNode::attest(&cp, "web-2", &forged)
         .await
         .map(|n| n.serial);
 
-    assert_refused(
+    let audit = assert_refused(
         &mut admin,
+        before,
         result,
         Code::PermissionDenied,
         "not known",
         "attest",
     )
     .await;
+    assert_names_node_and_token(&audit, &token);
+    assert_names_node_and_token(&audit, &forged);
 }
 
 #[tokio::test]
@@ -364,22 +433,38 @@ async fn revoked_node_can_neither_renew_nor_sign() {
     let mut expected = vec![node.serial.clone(), workload.serial.clone()];
     expected.sort();
     assert_eq!(serials, expected, "the deny list holds what the node held");
+    let audit = last_audit(&mut admin).await;
+    assert_eq!(audit.action, "node revoke");
+    assert_eq!(audit.actor, "spiffe://refuse.test/admin/admin");
+    assert_eq!(audit.detail, "host compromised");
+    assert!(
+        audit.targets.contains(&"Node//web-1".to_owned()),
+        "{audit:?}"
+    );
+    for serial in &expected {
+        let target = format!("serial:{serial}");
+        assert!(audit.targets.contains(&target), "{target} in {audit:?}");
+    }
 
+    let before = issued(&mut admin).await;
     let renewed = node.renew(&cp).await.map(|c| c.serial);
     assert_refused(
         &mut admin,
+        before,
         renewed,
         Code::PermissionDenied,
         "node web-1 was revoked",
         "renew node",
     )
     .await;
+    let before = issued(&mut admin).await;
     let signed = node
         .sign(&cp, "shop", "orders-1", ORDERS)
         .await
         .map(|(_, c)| c.serial);
     assert_refused(
         &mut admin,
+        before,
         signed,
         Code::PermissionDenied,
         "node web-1 was revoked",
@@ -412,6 +497,7 @@ async fn admin_certificate_cannot_act_as_a_node() {
         serial: String::new(),
         bundle_pem: std::fs::read_to_string(credentials.ca).unwrap(),
     };
+    let before = issued(&mut admin).await;
 
     let result = impostor
         .sign(&cp, "shop", "orders-1", ORDERS)
@@ -420,6 +506,7 @@ async fn admin_certificate_cannot_act_as_a_node() {
 
     assert_refused(
         &mut admin,
+        before,
         result,
         Code::PermissionDenied,
         "is not a node identity",

@@ -5,12 +5,15 @@
 //! answer waits until that write is durable. The write is conditioned on
 //! the node not being revoked and on the workload still being assigned to
 //! the node, so an issuance racing a revocation or a reassignment loses.
+//! A JWT-SVID leaves no record, but its audit entry carries the same
+//! conditions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_model::{Document, Kind, ResourceKey, Spec, WorkloadSpec};
 
-use super::authority::{Authority, now_unix};
+use super::authority::Authority;
 use super::csr::{self, CheckedCsr, Expectation};
 use super::error::IdentityError;
 use super::join_token;
@@ -18,7 +21,7 @@ use super::jwt::JwtSvidClaims;
 use super::records::{Holder, IssuedRecord, JoinTokenRecord, encode};
 use super::revocation;
 use crate::audit::{AuditRecord, Outcome};
-use crate::ca::SignedLeaf;
+use crate::ca::{CertificateAuthority, SignedLeaf};
 use crate::store::{Mutation, Precondition, StoreError, StoredResource, WriteRequest};
 
 /// At most this many audiences in one JWT-SVID.
@@ -50,6 +53,38 @@ impl std::fmt::Debug for MintedToken {
             .field("expires", &self.expires)
             .finish_non_exhaustive()
     }
+}
+
+/// A refused attestation, with what it named as far as that was known: the
+/// node and the join token's id, never its secret.
+#[derive(Debug)]
+pub struct AttestRefusal {
+    pub error: IdentityError,
+    /// Audit targets: `Node//<name>` and `join-token:<id>`, when known.
+    pub targets: Vec<String>,
+}
+
+/// What an attestation has named so far.
+#[derive(Default)]
+struct Attempt {
+    token_id: Option<String>,
+    node: Option<String>,
+}
+
+impl Attempt {
+    fn targets(self) -> Vec<String> {
+        let node = self
+            .node
+            .map(|node| ResourceKey::new(Kind::Node, "", &node).store_key());
+        let token = self.token_id.map(|id| format!("join-token:{id}"));
+        node.into_iter().chain(token).collect()
+    }
+}
+
+/// A leaf and the CA that signed it.
+struct SignedBy {
+    leaf: SignedLeaf,
+    signer: Arc<CertificateAuthority>,
 }
 
 /// What one issuance writes besides the certificate's record.
@@ -86,21 +121,38 @@ struct Assigned {
 }
 
 impl Authority {
-    /// Trades a join token and a CSR for a node certificate.
-    pub async fn attest(&self, token: &str, csr_bytes: &[u8]) -> Result<Issuance, IdentityError> {
+    /// Trades a join token and a CSR for a node certificate. A refusal
+    /// names the node and the token's id, when they are known.
+    pub async fn attest(&self, token: &str, csr_bytes: &[u8]) -> Result<Issuance, AttestRefusal> {
+        let mut attempt = Attempt::default();
+        let result = self.attest_as(token, csr_bytes, &mut attempt).await;
+        result.map_err(|error| AttestRefusal {
+            error,
+            targets: attempt.targets(),
+        })
+    }
+
+    async fn attest_as(
+        &self,
+        token: &str,
+        csr_bytes: &[u8],
+        attempt: &mut Attempt,
+    ) -> Result<Issuance, IdentityError> {
         let presented = join_token::parse(token).map_err(denied)?;
+        attempt.token_id = Some(presented.id.to_ascii_lowercase());
         let key = join_token::record_key(presented.id);
         let stored = super::records::get::<JoinTokenRecord>(self.store(), &key)
             .await?
             .ok_or(IdentityError::Denied(
                 join_token::TokenError::Unknown.to_string(),
             ))?;
-        let now = now_unix();
+        let node = stored.record.node.clone();
+        attempt.node = Some(node.clone());
+        let now = self.now();
         join_token::check(&presented, &stored.record, now).map_err(denied)?;
 
-        let node = stored.record.node.clone();
         let csr = self.node_csr(&node, csr_bytes).await?;
-        let leaf = self.sign(&csr, self.config().node_ttl)?;
+        let signed = self.sign(&csr, self.config().node_ttl)?;
 
         let mut used = stored.record.clone();
         used.used = Some(now);
@@ -116,7 +168,7 @@ impl Authority {
         entry.detail = format!("join token {}", presented.id);
         entry.mutations.push(consume);
         entry.preconditions.push(token_unused);
-        let written = self.record(entry, &leaf).await;
+        let written = self.record(entry, &signed).await;
         match written {
             Err(IdentityError::Store(StoreError::Conflict { key, .. }))
                 if key.starts_with("JoinToken/") =>
@@ -134,10 +186,10 @@ impl Authority {
         csr_bytes: &[u8],
     ) -> Result<Issuance, IdentityError> {
         let csr = self.node_csr(node, csr_bytes).await?;
-        let leaf = self.sign(&csr, self.config().node_ttl)?;
+        let signed = self.sign(&csr, self.config().node_ttl)?;
 
         let entry = Entry::new(self, "renew node", node, Holder::Node);
-        self.record(entry, &leaf).await
+        self.record(entry, &signed).await
     }
 
     /// Signs an X.509-SVID for a workload assigned to `node`.
@@ -155,15 +207,11 @@ impl Authority {
             dns_names: &assigned.dns_names,
         };
         let csr = csr::check(csr_bytes, &expected).map_err(invalid)?;
-        let leaf = self.sign(&csr, self.config().workload_ttl)?;
+        let signed = self.sign(&csr, self.config().workload_ttl)?;
 
-        let still_assigned = Precondition::AtRevision {
-            key: assigned.key,
-            revision: assigned.revision,
-        };
         let mut entry = Entry::new(self, "sign workload", node, Holder::Workload);
-        entry.preconditions.push(still_assigned);
-        self.record(entry, &leaf).await
+        entry.preconditions.push(still_assigned(&assigned));
+        self.record(entry, &signed).await
     }
 
     /// Mints a JWT-SVID for a workload assigned to `node`.
@@ -179,9 +227,23 @@ impl Authority {
         self.check_not_revoked(node).await?;
         let assigned = self.assigned(node, namespace, workload).await?;
 
+        let (minted, audit) = self.mint(node, &assigned, audiences, ttl)?;
+        self.record_mint(node, &assigned, audit).await?;
+        Ok(minted)
+    }
+
+    /// Signs a JWT-SVID for an assigned workload; returns it with the audit
+    /// entry that must be durable before it is handed out.
+    fn mint(
+        &self,
+        node: &str,
+        assigned: &Assigned,
+        audiences: Vec<String>,
+        ttl: Option<Duration>,
+    ) -> Result<(MintedToken, AuditRecord), IdentityError> {
         let longest = self.config().jwt_svid_ttl;
         let ttl = ttl.map_or(longest, |ttl| ttl.min(longest));
-        let claims = JwtSvidClaims::new(assigned.spiffe_id.clone(), audiences, now_unix(), ttl);
+        let claims = JwtSvidClaims::new(assigned.spiffe_id.clone(), audiences, self.now(), ttl);
         let material = self.current();
         let token = material
             .jwt_signer
@@ -195,12 +257,27 @@ impl Authority {
                 format!("kid:{}", material.jwt_signer.kid()),
             ])
             .with_detail(format!("aud {}", claims.aud.join(",")));
-        self.store().audit(audit).await?;
-        Ok(MintedToken {
-            spiffe_id: assigned.spiffe_id,
+        let minted = MintedToken {
+            spiffe_id: assigned.spiffe_id.clone(),
             token,
             expires: claims.exp,
-        })
+        };
+        Ok((minted, audit))
+    }
+
+    /// Audits a minted token, on condition that the node was not revoked
+    /// and the workload not reassigned since they were checked.
+    async fn record_mint(
+        &self,
+        node: &str,
+        assigned: &Assigned,
+        audit: AuditRecord,
+    ) -> Result<(), IdentityError> {
+        let preconditions = vec![not_revoked(node), still_assigned(assigned)];
+        match self.store().audit_if(audit, preconditions).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(refused_write(node, error)),
+        }
     }
 
     /// Checks a node's own CSR after checking that the node may have one.
@@ -289,32 +366,31 @@ impl Authority {
         Ok(Some((revision, document)))
     }
 
-    fn sign(
-        &self,
-        csr: &CheckedCsr,
-        lifetime: Duration,
-    ) -> Result<(SignedLeaf, String), IdentityError> {
-        let material = self.current();
-        let leaf = material
-            .signer
+    /// Signs with the active CA, keeping that CA with the leaf: a rotation
+    /// may change the active CA before the leaf is handed out.
+    fn sign(&self, csr: &CheckedCsr, lifetime: Duration) -> Result<SignedBy, IdentityError> {
+        let signer = self.current().signer.clone();
+        let leaf = signer
             .sign_csr(csr, lifetime)
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
-        Ok((leaf, material.signer.id()))
+        Ok(SignedBy { leaf, signer })
     }
 
     /// Records an issued certificate with its audit entry, with the extra
-    /// mutations and conditions of the call, and returns it once durable.
+    /// mutations and conditions of the call, and returns it once durable,
+    /// chained to the CA that signed it.
     async fn record(
         &self,
         mut entry: Entry<'_>,
-        (leaf, authority): &(SignedLeaf, String),
+        signed: &SignedBy,
     ) -> Result<Issuance, IdentityError> {
         let node = entry.node;
+        let leaf = &signed.leaf;
         let issued = IssuedRecord {
             serial: leaf.serial_hex.clone(),
             spiffe_id: leaf.spiffe_id.clone(),
             holder: entry.holder,
-            authority: authority.clone(),
+            authority: signed.signer.id(),
             requester: entry.actor.clone(),
             not_after: leaf.not_after.unix_timestamp(),
         };
@@ -322,9 +398,7 @@ impl Authority {
             key: revocation::issued_key(node, &issued.serial),
             document: encode(&issued),
         });
-        entry.preconditions.push(Precondition::Absent {
-            key: revocation::record_key(node),
-        });
+        entry.preconditions.push(not_revoked(node));
         let targets = vec![
             issued.spiffe_id.clone(),
             format!("serial:{}", issued.serial),
@@ -338,25 +412,45 @@ impl Authority {
             preconditions: entry.preconditions,
             audit,
         };
-        match self.store().write(request).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { key, .. }) if key.starts_with("NodeRevocation/") => {
-                return Err(IdentityError::Denied(format!("node {node} was revoked")));
-            }
-            Err(StoreError::Conflict { key, detail }) if key.starts_with("Workload/") => {
-                return Err(IdentityError::Denied(format!("{key} {detail}; ask again")));
-            }
-            Err(error) => return Err(error.into()),
+        if let Err(error) = self.store().write(request).await {
+            return Err(refused_write(node, error));
         }
 
-        let material = self.current();
         Ok(Issuance {
             spiffe_id: issued.spiffe_id,
-            chain_pem: format!("{}{}", leaf.certificate_pem, material.signer.chain_pem()),
+            chain_pem: format!("{}{}", leaf.certificate_pem, signed.signer.chain_pem()),
             serial: issued.serial,
             not_after: issued.not_after,
-            bundle_pem: material.bundle_pem.clone(),
+            bundle_pem: self.current().bundle_pem.clone(),
         })
+    }
+}
+
+/// The condition that `node` has not been revoked.
+fn not_revoked(node: &str) -> Precondition {
+    Precondition::Absent {
+        key: revocation::record_key(node),
+    }
+}
+
+/// The condition that a workload is still as it was when it was checked.
+fn still_assigned(assigned: &Assigned) -> Precondition {
+    Precondition::AtRevision {
+        key: assigned.key.clone(),
+        revision: assigned.revision,
+    }
+}
+
+/// What an issuance's refused write means to the caller.
+fn refused_write(node: &str, error: StoreError) -> IdentityError {
+    match error {
+        StoreError::Conflict { key, .. } if key.starts_with("NodeRevocation/") => {
+            IdentityError::Denied(format!("node {node} was revoked"))
+        }
+        StoreError::Conflict { key, detail } if key.starts_with("Workload/") => {
+            IdentityError::Denied(format!("{key} {detail}; ask again"))
+        }
+        other => other.into(),
     }
 }
 
@@ -392,3 +486,6 @@ fn invalid(error: csr::CsrError) -> IdentityError {
         other => IdentityError::Invalid(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

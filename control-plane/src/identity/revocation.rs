@@ -126,7 +126,8 @@ async fn write(
     read_at: Revision,
 ) -> Result<Revision, StoreError> {
     let key = record_key(&record.node);
-    let mut targets = vec![key.clone()];
+    let node_key = ResourceKey::new(Kind::Node, "", &record.node).store_key();
+    let mut targets = vec![node_key, key.clone()];
     targets.extend(
         record
             .serials

@@ -127,15 +127,17 @@ impl Identity for IdentityService {
         let actor = format!("attest from {}", remote(&request));
         let request = request.into_inner();
 
-        let result = self
-            .authority
-            .attest(&request.join_token, &request.csr)
-            .await
-            .map(|issued| {
+        let authority = &self.authority;
+        match authority.attest(&request.join_token, &request.csr).await {
+            Ok(issued) => {
                 tracing::info!(node = %issued.spiffe_id, serial = %issued.serial, "node attested");
-                self.node_certificate(issued)
-            });
-        self.finish(&actor, "attest", Vec::new(), result).await
+                Ok(Response::new(self.node_certificate(issued)))
+            }
+            Err(refused) => {
+                let (targets, error) = (refused.targets, refused.error);
+                Err(self.refuse(&actor, "attest", targets, error).await)
+            }
+        }
     }
 
     async fn renew_node(

@@ -11,12 +11,29 @@ use super::authority::Authority;
 use super::clock::{ManualClock, now_unix};
 use crate::audit::{AuditEntry, AuditRecord, Outcome};
 use crate::barrier::MasterKey;
+use crate::ca::CertificateAuthority;
 use crate::config::IdentityConfig;
 use crate::data_dir::DataDir;
 use crate::init::{InitOptions, initialize};
 use crate::store::{Mutation, Store, WriteRequest};
 
 pub(crate) const TRUST_DOMAIN: &str = "fixture.test";
+
+/// A node, a service and a workload of that service on the node.
+pub(crate) const SHOP: &str = r#"
+kind: Node
+metadata: {name: web-1}
+spec: {}
+---
+kind: Service
+metadata: {name: orders, namespace: shop}
+spec:
+  ports: [{port: 9090, protocol: grpc}]
+---
+kind: Workload
+metadata: {name: orders-1, namespace: shop}
+spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
+"#;
 
 /// An authority over a fresh data directory; its clock starts at the
 /// system's time and moves only when a test moves it.
@@ -30,6 +47,16 @@ impl Fixture {
     /// Palisade with its own root CA.
     pub async fn new(config: IdentityConfig) -> Self {
         Self::with_upstream(config, None).await
+    }
+
+    /// Palisade as an intermediate under a root of the test's making.
+    pub async fn intermediate(config: IdentityConfig) -> Self {
+        let (root, key_pem) = CertificateAuthority::create_root("upstream.test").unwrap();
+        let upstream = Upstream {
+            chain_pem: root.certificate_pem().to_owned(),
+            key_pem,
+        };
+        Self::with_upstream(config, Some(upstream)).await
     }
 
     async fn with_upstream(config: IdentityConfig, upstream: Option<Upstream>) -> Self {
@@ -57,6 +84,14 @@ impl Fixture {
             authority,
             clock,
             _dir: dir,
+        }
+    }
+
+    /// Writes documents straight to the store, unchecked.
+    pub async fn apply(&self, yaml: &str) {
+        for document in palisade_model::parse_documents(yaml).unwrap() {
+            self.put(document.key().store_key(), document.to_json())
+                .await;
         }
     }
 
