@@ -58,8 +58,10 @@ struct RunArgs {
     /// [default: /var/lib/palisade-agent].
     #[arg(long, env = "PALISADE_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The control plane's CA bundle (its ca.pem), trusted until the
-    /// control plane sends a newer one.
+    /// The CAs (PEM) the control plane's certificate chains to: a copy of
+    /// the control plane's <data-dir>/ca.pem, or the output of
+    /// `palisadectl ca status --published`; trusted until the control
+    /// plane sends its own bundle. Required.
     #[arg(long, env = "PALISADE_AGENT_TRUST_BUNDLE")]
     trust_bundle: Option<PathBuf>,
     /// The name the control plane's certificate must carry [default: each

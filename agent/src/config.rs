@@ -23,6 +23,12 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// How long connections get to finish on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
+/// What the error for a missing trust bundle says.
+const TRUST_BUNDLE_REQUIRED: &str = "required: the PEM file of the CAs that the control \
+     plane's certificate chains to, which the agent trusts until the control plane sends its \
+     own; copy the control plane's <data-dir>/ca.pem (or the output of `palisadectl ca status \
+     --published`) to this host and pass it with --trust-bundle, PALISADE_AGENT_TRUST_BUNDLE \
+     or trust_bundle in the config file";
 /// The largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The longest path a Unix socket may have (`sun_path` holds 108 bytes,
@@ -190,7 +196,7 @@ impl AgentConfig {
         let trust_bundle = over
             .trust_bundle
             .or(file.trust_bundle)
-            .ok_or_else(|| invalid("trust_bundle", "required: the control plane's CA bundle"))?;
+            .ok_or_else(|| invalid("trust_bundle", TRUST_BUNDLE_REQUIRED))?;
         let server_name = over.server_name.or(file.server_name);
         if server_name.as_deref() == Some("") {
             return Err(invalid("server_name", "must not be empty"));

@@ -24,6 +24,23 @@ fn defaults_fill_what_nobody_set() {
 }
 
 #[test]
+fn a_missing_trust_bundle_says_what_it_is_and_where_to_get_it() {
+    let over = Overrides {
+        trust_bundle: None,
+        ..required()
+    };
+
+    let error = AgentConfig::resolve(FileConfig::default(), over)
+        .unwrap_err()
+        .to_string();
+
+    assert!(error.starts_with("trust_bundle: required: "), "{error}");
+    assert!(error.contains("<data-dir>/ca.pem"), "{error}");
+    assert!(error.contains("--trust-bundle"), "{error}");
+    assert!(!error.contains('\n'), "one line: {error}");
+}
+
+#[test]
 fn flags_override_the_file_and_the_file_overrides_defaults() {
     let file: FileConfig = toml::from_str(
         r#"
