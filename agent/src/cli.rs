@@ -84,6 +84,14 @@ struct RunArgs {
     /// Connections one listener holds at once [default: 10000].
     #[arg(long, env = "PALISADE_AGENT_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// TLS handshakes one inbound listener has in progress at once; more
+    /// connections are closed at once [default: 1024].
+    #[arg(long, env = "PALISADE_AGENT_MAX_HANDSHAKES")]
+    max_handshakes: Option<usize>,
+    /// Of those, how many one source address (an IPv6 /64) may have
+    /// [default: 64].
+    #[arg(long, env = "PALISADE_AGENT_MAX_HANDSHAKES_PER_SOURCE")]
+    max_handshakes_per_source: Option<usize>,
     /// Seconds connections get to finish on shutdown [default: 10].
     #[arg(long, env = "PALISADE_AGENT_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
@@ -116,6 +124,8 @@ impl From<RunArgs> for Overrides {
             proxy_protocol: args.proxy_protocol,
             handshake_timeout_secs: args.handshake_timeout_secs,
             max_connections: args.max_connections,
+            max_handshakes: args.max_handshakes,
+            max_handshakes_per_source: args.max_handshakes_per_source,
             drain_timeout_secs: args.drain_timeout_secs,
             sds_socket: args.sds_socket,
             cert_dir: args.cert_dir,

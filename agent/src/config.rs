@@ -21,6 +21,10 @@ pub const DEFAULT_OUTBOUND_ADDRESS: &str = "127.0.0.1";
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 /// How many connections the data path holds at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How many TLS handshakes one inbound listener has in progress at once.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+/// How many of those one source address may have.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
 /// How long connections get to finish on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
 /// What the error for a missing trust bundle says.
@@ -91,6 +95,8 @@ pub struct FileConfig {
     pub proxy_protocol: Option<bool>,
     pub handshake_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    pub max_handshakes_per_source: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
     pub sds_socket: Option<PathBuf>,
     pub cert_dir: Option<PathBuf>,
@@ -113,6 +119,8 @@ pub struct Overrides {
     pub proxy_protocol: Option<bool>,
     pub handshake_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    pub max_handshakes_per_source: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
     pub sds_socket: Option<PathBuf>,
     pub cert_dir: Option<PathBuf>,
@@ -134,6 +142,11 @@ pub struct DataPathConfig {
     pub handshake_timeout: Duration,
     /// How many connections are held at once.
     pub max_connections: usize,
+    /// How many TLS handshakes one inbound listener has in progress at
+    /// once.
+    pub max_handshakes: usize,
+    /// How many of those one source address (an IPv6 /64) may have.
+    pub max_handshakes_per_source: usize,
 }
 
 /// The effective configuration of `run`.
@@ -253,13 +266,22 @@ impl DataPathConfig {
         if timeout == 0 {
             return Err(invalid("handshake_timeout_secs", "must be at least 1"));
         }
-        let max_connections = over
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            return Err(invalid("max_connections", "must be at least 1"));
-        }
+        let max_connections = at_least_one(
+            "max_connections",
+            over.max_connections.or(file.max_connections),
+            DEFAULT_MAX_CONNECTIONS,
+        )?;
+        let max_handshakes = at_least_one(
+            "max_handshakes",
+            over.max_handshakes.or(file.max_handshakes),
+            DEFAULT_MAX_HANDSHAKES,
+        )?;
+        let max_handshakes_per_source = at_least_one(
+            "max_handshakes_per_source",
+            over.max_handshakes_per_source
+                .or(file.max_handshakes_per_source),
+            DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+        )?;
 
         Ok(Self {
             bind_address: ip("bind_address", bind, DEFAULT_BIND_ADDRESS)?,
@@ -267,7 +289,21 @@ impl DataPathConfig {
             proxy_protocol: over.proxy_protocol.or(file.proxy_protocol).unwrap_or(false),
             handshake_timeout: Duration::from_secs(timeout),
             max_connections,
+            max_handshakes,
+            max_handshakes_per_source,
         })
+    }
+}
+
+/// A count given or its default, refusing zero.
+fn at_least_one(
+    setting: &'static str,
+    given: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match given.unwrap_or(default) {
+        0 => Err(invalid(setting, "must be at least 1")),
+        count => Ok(count),
     }
 }
 

@@ -11,7 +11,10 @@
 //! address and the destination port then go through the Service's
 //! [`Policy`](crate::authz::Policy); an allowed connection is forwarded to
 //! `127.0.0.1:<app port>`, after a PROXY protocol v2 header when
-//! [`Settings::proxy_protocol`] is set (see [`proxy_protocol`]).
+//! [`Settings::proxy_protocol`] is set (see [`proxy_protocol`]). Handshakes
+//! in progress are bounded per listener and per source address (see
+//! `handshakes`), so that half-open connections from one source cannot
+//! keep others out.
 //!
 //! **Outbound.** For each local workload and each port of each Endpoints
 //! resource, a listener on the workload's own address when it is in
@@ -35,10 +38,12 @@ mod balancer;
 mod counters;
 mod drain;
 mod forward;
+mod handshakes;
 mod inbound;
 mod listeners;
 mod outbound;
 mod peer;
+mod presented;
 pub mod proxy_protocol;
 mod registry;
 mod tables;
@@ -87,6 +92,12 @@ pub struct Settings {
     /// The most connections one listener holds at once; connections beyond
     /// it are accepted and closed at once. Zero refuses every connection.
     pub max_connections: usize,
+    /// The most TLS handshakes one inbound listener has in progress at
+    /// once; connections beyond it are closed at once.
+    pub max_handshakes: usize,
+    /// The most of those that one source address (an IPv6 /64) may have,
+    /// so that a flood from one source leaves room for other callers.
+    pub max_handshakes_per_source: usize,
 }
 
 /// Runs the data path until `shutdown` turns true (or its sender goes),

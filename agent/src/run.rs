@@ -218,6 +218,8 @@ fn settings(config: &AgentConfig) -> crate::proxy::Settings {
         proxy_protocol: given.proxy_protocol,
         handshake_timeout: given.handshake_timeout,
         max_connections: given.max_connections,
+        max_handshakes: given.max_handshakes,
+        max_handshakes_per_source: given.max_handshakes_per_source,
     }
 }
 
@@ -344,6 +346,8 @@ fn log_config(config: &AgentConfig) {
         proxy_protocol = data_path.proxy_protocol,
         handshake_timeout = ?data_path.handshake_timeout,
         max_connections = data_path.max_connections,
+        max_handshakes = data_path.max_handshakes,
+        max_handshakes_per_source = data_path.max_handshakes_per_source,
         drain_timeout = ?config.drain_timeout,
         sds_socket = ?config.sds_socket,
         cert_dir = ?config.cert_dir,

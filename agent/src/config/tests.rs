@@ -21,6 +21,11 @@ fn defaults_fill_what_nobody_set() {
     assert_eq!(config.log.format, LogFormat::Human);
     assert_eq!(config.control_plane[0].uri, "https://cp.example.org:7443");
     assert_eq!(config.control_plane[0].server_name, "cp.example.org");
+    assert_eq!(config.data_path.max_handshakes, DEFAULT_MAX_HANDSHAKES);
+    assert_eq!(
+        config.data_path.max_handshakes_per_source,
+        DEFAULT_MAX_HANDSHAKES_PER_SOURCE
+    );
 }
 
 #[test]
@@ -148,6 +153,20 @@ fn bad_values_are_refused_with_the_value() {
             },
             "max_connections: must be at least 1",
         ),
+        (
+            Overrides {
+                max_handshakes: Some(0),
+                ..required()
+            },
+            "max_handshakes: must be at least 1",
+        ),
+        (
+            Overrides {
+                max_handshakes_per_source: Some(0),
+                ..required()
+            },
+            "max_handshakes_per_source: must be at least 1",
+        ),
     ];
 
     for (over, expected) in cases {
@@ -185,6 +204,8 @@ fn a_file_may_list_every_setting() {
         proxy_protocol = true
         handshake_timeout_secs = 5
         max_connections = 100
+        max_handshakes = 50
+        max_handshakes_per_source = 5
         drain_timeout_secs = 3
         log_format = "json"
         log_level = "debug"
@@ -198,5 +219,7 @@ fn a_file_may_list_every_setting() {
     assert_eq!(config.control_plane.len(), 2);
     assert_eq!(config.server_name.as_deref(), Some("cp.example.org"));
     assert_eq!(config.data_path.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(config.data_path.max_handshakes, 50);
+    assert_eq!(config.data_path.max_handshakes_per_source, 5);
     assert_eq!(config.log.format, LogFormat::Json);
 }

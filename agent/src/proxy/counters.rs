@@ -22,6 +22,12 @@ pub struct Counters {
     pub inbound_handshake_timed_out: AtomicU64,
     /// Inbound connections the application refused.
     pub inbound_app_unreachable: AtomicU64,
+    /// Inbound connections closed at once because their source address
+    /// had too many handshakes in progress.
+    pub inbound_source_handshakes_over_limit: AtomicU64,
+    /// Inbound connections closed at once because their listener had too
+    /// many handshakes in progress.
+    pub inbound_handshakes_over_limit: AtomicU64,
     /// Connections closed at once because their listener was full, inbound
     /// and outbound.
     pub over_limit: AtomicU64,

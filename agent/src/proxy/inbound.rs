@@ -3,6 +3,7 @@
 //! `127.0.0.1:<app port>`.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
 
 use rustls::pki_types::UnixTime;
@@ -12,9 +13,12 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tracing::field;
 
 use super::counters::Counters;
 use super::forward::forward;
+use super::handshakes::{Crowded, HandshakeLimit, Slot};
+use super::presented::{self, Presented};
 use super::registry::{Admitted, Established, Refusal};
 use super::{Context, listeners, peer, proxy_protocol, tls};
 use crate::authz::Caller;
@@ -48,17 +52,24 @@ pub async fn serve(
         return;
     };
     let acceptor = TlsAcceptor::from(config);
+    let settings = &context.settings;
+    let limit = HandshakeLimit::new(settings.max_handshakes, settings.max_handshakes_per_source);
 
     listeners::accept(listener, &context, stop, |stream, peer, permit| {
+        let slot = limit.enter(peer.ip());
         let inbound = Inbound {
             workload: workload.clone(),
             listen,
             context: context.clone(),
         };
-        inbound.connection(stream, peer, acceptor.clone(), permit)
+        inbound.connection(stream, peer, acceptor.clone(), (permit, slot))
     })
     .await;
 }
+
+/// What a connection holds while it runs: its place in the listener's
+/// connection limit, and a handshake slot or why there was none.
+type Admission = (OwnedSemaphorePermit, Result<Slot, Crowded>);
 
 /// One listener's side of a connection.
 struct Inbound {
@@ -73,10 +84,16 @@ impl Inbound {
         stream: TcpStream,
         peer: SocketAddr,
         acceptor: TlsAcceptor,
-        _permit: OwnedSemaphorePermit,
+        (_permit, slot): Admission,
     ) {
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(crowded) => return self.crowded(crowded),
+        };
         let reached = stream.local_addr().unwrap_or(self.listen);
-        let Some((tls, established)) = self.handshake(stream, peer, acceptor).await else {
+        let handshake = self.handshake(stream, peer, acceptor).await;
+        drop(slot);
+        let Some((tls, established)) = handshake else {
             return;
         };
         let caller = established.caller.identity.clone();
@@ -120,19 +137,14 @@ impl Inbound {
         let anchors = self.context.trust.get().anchors.clone();
         let verified_at = UnixTime::now();
 
-        let handshake = timeout(
-            self.context.settings.handshake_timeout,
-            acceptor.accept(stream),
-        );
-        let tls = match handshake.await {
+        let mut accept = pin!(presented::watch(acceptor.accept(stream)));
+        let handshake = timeout(self.context.settings.handshake_timeout, accept.as_mut());
+        let outcome = handshake.await;
+        let tls = match outcome {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
-                Counters::bump(&counters.inbound_handshake_failed);
-                tracing::info!(
-                    workload = %self.workload,
-                    %error,
-                    "TLS handshake failed; connection refused"
-                );
+                let presented = presented::taken(accept).unwrap_or_default();
+                self.handshake_failed(&error, &presented);
                 return None;
             }
             Err(_) => {
@@ -171,6 +183,30 @@ impl Inbound {
             listen: self.listen,
         };
         Some((tls, established))
+    }
+
+    /// Counts and logs a failed handshake with what the client presented,
+    /// unverified: a refused certificate vouches for nothing.
+    fn handshake_failed(&self, error: &std::io::Error, presented: &Presented) {
+        Counters::bump(&self.context.counters.inbound_handshake_failed);
+        let serial = Some(presented.serial.as_str()).filter(|s| !s.is_empty());
+        tracing::info!(
+            workload = %self.workload,
+            unverified_spiffe_id = presented.spiffe_id.as_ref().map(field::debug),
+            unverified_serial = serial,
+            %error,
+            "TLS handshake failed; connection refused"
+        );
+    }
+
+    /// Closes a connection that found no handshake slot.
+    fn crowded(&self, crowded: Crowded) {
+        let counters = &self.context.counters;
+        match crowded {
+            Crowded::Source => Counters::bump(&counters.inbound_source_handshakes_over_limit),
+            Crowded::Listener => Counters::bump(&counters.inbound_handshakes_over_limit),
+        }
+        tracing::debug!(workload = %self.workload, reason = %crowded, "connection closed at once");
     }
 
     fn refused(&self, caller: &str, refusal: &Refusal) {

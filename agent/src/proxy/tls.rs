@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig};
 use rustls::{SignatureScheme, crypto};
 
+use super::presented;
 use super::trust::{TrustCell, algorithms};
 use crate::identity::svid::Certificates;
 
@@ -128,7 +129,8 @@ impl ResolvesClientCert for WorkloadCertificate {
     }
 }
 
-/// Requires a client certificate that the current trust accepts.
+/// Requires a client certificate that the current trust accepts; records
+/// what a refused one claims (see [`presented`]).
 #[derive(Debug)]
 struct ClientVerifier {
     trust: Arc<TrustCell>,
@@ -146,7 +148,10 @@ impl ClientCertVerifier for ClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let trust = self.trust.get();
-        trust.check_client(end_entity, intermediates, now)?;
+        if let Err(error) = trust.check_client(end_entity, intermediates, now) {
+            presented::record(end_entity);
+            return Err(error);
+        }
         Ok(ClientCertVerified::assertion())
     }
 

@@ -332,6 +332,62 @@ async fn plaintext_and_stalled_handshakes_do_not_hold_up_other_callers() {
 }
 
 #[tokio::test]
+async fn one_sources_stalled_handshakes_leave_room_for_other_sources() {
+    let two_each = Settings {
+        max_handshakes_per_source: 2,
+        handshake_timeout: Duration::from_secs(30),
+        ..settings()
+    };
+    let serving = Serving::start(two_each).await;
+    let flooder = [127, 0, 0, 2];
+    let _held = [
+        connect_from(flooder, serving.address).await,
+        connect_from(flooder, serving.address).await,
+    ];
+
+    let mut third = connect_from(flooder, serving.address).await;
+    let started = tokio::time::Instant::now();
+    let mut caller = serving.caller(&web()).await;
+
+    assert_eq!(exchange(&mut caller, "through").await, "api:through");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(closed(&mut third).await);
+    let counters = &serving.harness.counters;
+    let crowded = &counters.inbound_source_handshakes_over_limit;
+    assert_eq!(serving.harness.read(crowded), 1);
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_listener_limit_are_closed_at_once() {
+    let two_in_all = Settings {
+        max_handshakes: 2,
+        handshake_timeout: Duration::from_secs(30),
+        ..settings()
+    };
+    let serving = Serving::start(two_in_all).await;
+    let first = connect_from([127, 0, 0, 2], serving.address).await;
+    let _second = connect_from([127, 0, 0, 3], serving.address).await;
+
+    let mut third = connect_from([127, 0, 0, 4], serving.address).await;
+    assert!(closed(&mut third).await);
+    drop(first);
+
+    let counters = &serving.harness.counters;
+    serving
+        .harness
+        .reaches(&counters.inbound_handshake_failed, 1)
+        .await;
+    let mut caller = serving.caller(&web()).await;
+    assert_eq!(exchange(&mut caller, "later").await, "api:later");
+    assert_eq!(
+        serving
+            .harness
+            .read(&counters.inbound_handshakes_over_limit),
+        1
+    );
+}
+
+#[tokio::test]
 async fn connections_beyond_the_limit_are_closed_at_once() {
     let one = Settings {
         max_connections: 1,

@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -216,6 +216,14 @@ pub async fn connect(
     let stream = TcpStream::connect(address).await?;
     let name = ServerName::IpAddress(address.ip().into());
     TlsConnector::from(config).connect(name, stream).await
+}
+
+/// A plain TCP connection to `address` from the loopback address
+/// `source`, that sends nothing.
+pub async fn connect_from(source: [u8; 4], address: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket.connect(address).await.unwrap()
 }
 
 /// Whether `address` refuses a client with `config`: the handshake fails,
@@ -456,6 +464,8 @@ pub fn settings() -> Settings {
         proxy_protocol: false,
         handshake_timeout: Duration::from_secs(5),
         max_connections: 64,
+        max_handshakes: 64,
+        max_handshakes_per_source: 64,
     }
 }
 
