@@ -242,6 +242,11 @@ pub struct Status {
     pub resources: BTreeMap<String, usize>,
     /// The most recent rejection sent to the control plane.
     pub last_rejection: Option<String>,
+    /// The data path's counters since the agent started, by name (see
+    /// [`Counters`](crate::proxy::Counters)), written every few seconds
+    /// while they change.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Status {

@@ -7,9 +7,10 @@
 //! Modules by concern: [`identity`] (keys, attestation, renewal), [`control`]
 //! (the connection to the control plane), [`xds`] (the ADS client),
 //! [`state`] (the configuration enforced), [`cache`] (the last known good),
-//! [`authz`] (decisions), [`proxy`] (inbound and outbound listeners), [`sds`]
-//! and [`files`] (certificates for a co-located Envoy or gRPC), [`run`]
-//! (wiring and shutdown).
+//! [`status`] (the status file and counters), [`authz`] (decisions),
+//! [`proxy`] (inbound and outbound listeners), [`sds`] and [`files`]
+//! (certificates for a co-located Envoy or gRPC), [`run`] (wiring and
+//! shutdown).
 
 pub mod authz;
 pub mod cache;
@@ -23,4 +24,5 @@ pub mod proxy;
 pub mod run;
 pub mod sds;
 pub mod state;
+pub mod status;
 pub mod xds;

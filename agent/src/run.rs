@@ -3,8 +3,9 @@
 //!
 //! Tasks, each in its own span: `node-identity` (attest, renew),
 //! `workload-certificates` (one SVID per local workload), `xds` (the ADS
-//! stream), `data-path` (the proxies), and when configured `sds` (secrets
-//! for a co-located Envoy) and `certificate-files` (files for gRPC). The
+//! stream), `data-path` (the proxies), `status` (the data path's counters
+//! in the status file), and when configured `sds` (secrets for a
+//! co-located Envoy) and `certificate-files` (files for gRPC). The
 //! last known good is applied before any of them starts, so the agent
 //! enforces it even when the control plane cannot be reached; with nothing
 //! remembered, everything is refused until the control plane answers.
@@ -28,6 +29,7 @@ use crate::identity::workloads::{self, Workloads};
 use crate::identity::{NodeIdentity, node, unix_now};
 use crate::sds::SdsServer;
 use crate::state::State;
+use crate::status::{self, StatusFile};
 use crate::xds::{self, Applier, Resources};
 
 /// How long the background tasks get to stop after the data path drained.
@@ -48,7 +50,7 @@ pub async fn run(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Re
     // What the data directory remembers: configuration, then certificates.
     let dir = DataDir::open(&config.data_dir).context("opening the data directory")?;
     let state = State::new();
-    let (held, status) = restore(&dir, &config.node, &state);
+    let (held, status_file) = restore(&dir, &config.node, &state);
     let node = NodeIdentity::load(&dir, &config.node, &config.trust_bundle, unix_now())
         .context("loading the node identity")?;
     let certificates = Certificates::default();
@@ -64,8 +66,11 @@ pub async fn run(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Re
         node,
         certificates: certificates.clone(),
     };
-    let mut tasks = agent.spawn_control_tasks(held, status, &shutdown);
+    let mut tasks = agent.spawn_control_tasks(held, status_file.clone(), &shutdown);
     local.spawn(&state, &certificates, &shutdown, &mut tasks);
+    let counters = crate::proxy::counters();
+    let publish = status::publish_counters(status_file, counters, shutdown.clone());
+    tasks.spawn(publish.instrument(tracing::info_span!("status")));
     let proxy = crate::proxy::run(state, certificates, settings(&config), shutdown);
     let mut data_path = tokio::spawn(proxy.instrument(tracing::info_span!("data-path")));
     tracing::info!(node = %config.node, "palisade-agent running");
@@ -104,11 +109,12 @@ struct Agent<'a> {
 
 impl Agent<'_> {
     /// Spawns the node identity, workload certificate and xDS tasks, each
-    /// in its span; `held` and `status` are what the state enforces now.
+    /// in its span; `held` is what the state enforces now, as `status`
+    /// says.
     fn spawn_control_tasks(
         self,
         held: Resources,
-        status: Status,
+        status: StatusFile,
         shutdown: &watch::Receiver<bool>,
     ) -> JoinSet<()> {
         let config = self.config;
@@ -239,13 +245,14 @@ async fn drain(data_path: tokio::task::JoinHandle<anyhow::Result<()>>, deadline:
     }
 }
 
-/// Applies the last known good, if there is a usable one; returns the
-/// resources now enforced and the status to start from.
-fn restore(dir: &DataDir, node: &str, state: &State) -> (Resources, Status) {
+/// Applies the last known good, if there is a usable one, and says so in
+/// the status file; returns the resources now enforced, and the file.
+fn restore(dir: &DataDir, node: &str, state: &State) -> (Resources, StatusFile) {
     let mut status = Status {
         node: node.to_owned(),
         ..Status::default()
     };
+    let status_file = StatusFile::new(dir.clone(), status.clone());
     match LastKnownGood::load(dir) {
         Ok(Some(saved)) => match xds::snapshot::build(&saved.resources) {
             Ok(snapshot) => {
@@ -260,8 +267,8 @@ fn restore(dir: &DataDir, node: &str, state: &State) -> (Resources, Status) {
                     saved_at_unix = saved.saved_at_unix,
                     "enforcing the last known good configuration until the control plane answers"
                 );
-                save_status(dir, &status);
-                return (saved.resources, status);
+                save_status(&status_file, &status);
+                return (saved.resources, status_file);
             }
             Err(rejection) => {
                 tracing::error!(%rejection, "the last known good configuration is invalid; ignoring it")
@@ -274,8 +281,8 @@ fn restore(dir: &DataDir, node: &str, state: &State) -> (Resources, Status) {
     }
 
     tracing::warn!("no configuration yet: refusing all traffic until the control plane answers");
-    save_status(dir, &status);
-    (Resources::default(), status)
+    save_status(&status_file, &status);
+    (Resources::default(), status_file)
 }
 
 /// Publishes the stored certificates of the restored configuration's
@@ -301,8 +308,8 @@ fn restore_certificates(
     });
 }
 
-fn save_status(dir: &DataDir, status: &Status) {
-    if let Err(error) = status.save(dir) {
+fn save_status(file: &StatusFile, status: &Status) {
+    if let Err(error) = file.save(status) {
         tracing::warn!(%error, "status file not written");
     }
 }

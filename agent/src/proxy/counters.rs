@@ -1,5 +1,7 @@
 //! What the data path counts: accepted and refused connections, by reason.
+//! The agent publishes them in its status file (see [`Counters::values`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -50,10 +52,61 @@ impl Counters {
     pub fn read(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Every counter by its name, as the status file shows them.
+    pub fn values(&self) -> BTreeMap<String, u64> {
+        let named = [
+            ("applied", &self.applied),
+            ("inbound_allowed", &self.inbound_allowed),
+            ("inbound_denied", &self.inbound_denied),
+            ("inbound_revoked", &self.inbound_revoked),
+            ("inbound_handshake_failed", &self.inbound_handshake_failed),
+            (
+                "inbound_handshake_timed_out",
+                &self.inbound_handshake_timed_out,
+            ),
+            ("inbound_app_unreachable", &self.inbound_app_unreachable),
+            (
+                "inbound_source_handshakes_over_limit",
+                &self.inbound_source_handshakes_over_limit,
+            ),
+            (
+                "inbound_handshakes_over_limit",
+                &self.inbound_handshakes_over_limit,
+            ),
+            ("over_limit", &self.over_limit),
+            ("outbound_connected", &self.outbound_connected),
+            ("outbound_unreachable", &self.outbound_unreachable),
+            ("outbound_endpoint_failed", &self.outbound_endpoint_failed),
+        ];
+        named
+            .into_iter()
+            .map(|(name, counter)| (name.to_owned(), Self::read(counter)))
+            .collect()
+    }
 }
 
 /// The process's counters, which [`run`](super::run) counts into.
 pub fn counters() -> Arc<Counters> {
     static COUNTERS: OnceLock<Arc<Counters>> = OnceLock::new();
     COUNTERS.get_or_init(Arc::default).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_name_every_counter() {
+        let counters = Counters::default();
+        Counters::bump(&counters.inbound_denied);
+        Counters::bump(&counters.inbound_denied);
+
+        let values = counters.values();
+
+        assert_eq!(values["inbound_denied"], 2);
+        assert_eq!(values["applied"], 0);
+        let fields = format!("{counters:?}").matches(": ").count();
+        assert_eq!(values.len(), fields, "{values:?}");
+    }
 }

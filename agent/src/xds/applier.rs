@@ -11,6 +11,7 @@ use super::{Rejection, Resources, snapshot};
 use crate::cache::{DataDir, LastKnownGood, Source, Status};
 use crate::identity::NodeIdentity;
 use crate::state::{Snapshot, State};
+use crate::status::StatusFile;
 
 /// What to tell the control plane about one response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,24 +32,26 @@ pub struct Applier {
     dir: DataDir,
     node: NodeIdentity,
     status: Status,
+    status_file: StatusFile,
 }
 
 impl Applier {
     /// An applier whose `held` resources are those `state` enforces now
-    /// (the last known good, or nothing), as `status` says.
+    /// (the last known good, or nothing), as `status_file` says.
     pub fn new(
         state: State,
         held: Resources,
         dir: DataDir,
         node: NodeIdentity,
-        status: Status,
+        status_file: StatusFile,
     ) -> Self {
         Self {
             state,
             held,
             dir,
             node,
-            status,
+            status: status_file.current(),
+            status_file,
         }
     }
 
@@ -145,7 +148,7 @@ impl Applier {
     }
 
     fn save_status(&self) {
-        if let Err(error) = self.status.save(&self.dir) {
+        if let Err(error) = self.status_file.save(&self.status) {
             tracing::warn!(%error, "status file not written");
         }
     }

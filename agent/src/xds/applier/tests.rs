@@ -30,7 +30,7 @@ fn bed() -> Bed {
         Resources::default(),
         dir.clone(),
         node.clone(),
-        status,
+        StatusFile::new(dir.clone(), status),
     );
     Bed {
         _root: root,
