@@ -133,6 +133,7 @@ struct BarrierFile {
 pub struct Barrier {
     data_key: LessSafeKey,
     audit_key: hmac::Key,
+    ticket_seed: hmac::Key,
 }
 
 impl fmt::Debug for Barrier {
@@ -196,10 +197,14 @@ impl Barrier {
 
     fn from_data_key(key: &[u8]) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key");
-        let audit_seed = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), b"palisade/audit");
+        let derive = |purpose: &[u8]| {
+            let seed = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), purpose);
+            hmac::Key::new(hmac::HMAC_SHA256, seed.as_ref())
+        };
         Self {
             data_key: LessSafeKey::new(unbound),
-            audit_key: hmac::Key::new(hmac::HMAC_SHA256, audit_seed.as_ref()),
+            audit_key: derive(b"palisade/audit"),
+            ticket_seed: derive(b"palisade/tls-session-tickets"),
         }
     }
 
@@ -220,6 +225,12 @@ impl Barrier {
     /// forged entry needs the master key.
     pub fn audit_key(&self) -> hmac::Key {
         self.audit_key.clone()
+    }
+
+    /// The seed of the keys that seal TLS session tickets, derived from the
+    /// data key so that tickets outlive a restart but not the master key.
+    pub fn ticket_seed(&self) -> hmac::Key {
+        self.ticket_seed.clone()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::identity::jwks_http;
 use crate::server::{Listening, Planes, run};
 use crate::store::Store;
 use crate::tasks::AbortOnDrop;
-use crate::tls::TlsSettings;
+use crate::tls::{SessionTickets, TlsSettings};
 use crate::xds::runtime::Xds;
 
 mod followers;
@@ -85,8 +85,14 @@ pub async fn serve_opened(
 async fn tls_settings(authority: &Authority) -> anyhow::Result<TlsSettings> {
     let (chain, key) = server_certificate(authority).await?;
     let material = authority.current();
-    let settings =
-        crate::tls::server_config(authority.trust_domain(), &material.bundle_pem, &chain, &key)?;
+    let tickets = Arc::new(SessionTickets::new(authority.barrier().ticket_seed()));
+    let settings = crate::tls::server_config(
+        authority.trust_domain(),
+        &material.bundle_pem,
+        &chain,
+        &key,
+        tickets,
+    )?;
     Ok(settings)
 }
 
@@ -127,11 +133,7 @@ async fn serve_jwks(
 
     let tls = match settings {
         Some(settings) => {
-            let config = crate::tls::config_with_alpn(
-                &settings.peers,
-                settings.certificate.clone(),
-                &jwks_http::ALPN_PROTOCOLS,
-            )?;
+            let config = crate::tls::config_with_alpn(settings, &jwks_http::ALPN_PROTOCOLS)?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
         None => None,

@@ -30,6 +30,11 @@ use crate::xds::runtime::Xds;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the kernel may hold for the accept loop (it caps this at
+/// `net.core.somaxconn`): a fleet of agents reconnecting at once after a
+/// restart must not find the queue full, or each refused agent waits a SYN
+/// retransmission (one second, then more) before it is heard.
+const LISTEN_BACKLOG: u32 = 65_535;
 
 /// The control plane's parts that the services share.
 #[derive(Clone, Debug)]
@@ -50,13 +55,21 @@ pub struct Listening {
 /// Binds the admin address and records it in `<data_dir>/admin.addr`, so
 /// that scripts and tests can find a server started on port 0.
 pub async fn bind(address: SocketAddr, data_dir: &Path) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("binding {address}"))?;
+    let listener = listen(address).with_context(|| format!("binding {address}"))?;
     let bound = listener.local_addr()?;
     crate::fsutil::write_public(&data_dir.join("admin.addr"), bound.to_string().as_bytes())
         .context("recording the bound address")?;
     Ok(listener)
+}
+
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves until `signal` resolves, then drains and flushes the store.

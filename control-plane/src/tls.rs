@@ -20,6 +20,10 @@ use rustls::{
 
 use crate::barrier::SecretBytes;
 
+mod tickets;
+
+pub use tickets::SessionTickets;
+
 /// Errors while building TLS settings.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -263,43 +267,78 @@ pub struct TlsSettings {
     pub config: Arc<ServerConfig>,
     pub peers: PeerVerifier,
     pub certificate: Arc<ServerCertificate>,
+    pub tickets: Arc<SessionTickets>,
 }
 
-/// Builds the server's TLS settings. `alpn` lists the protocols offered,
-/// e.g. `h2` for gRPC.
+/// Builds the server's TLS settings, offering `h2` for gRPC. `tickets`
+/// seals the session tickets that let clients resume after a restart.
 pub fn server_config(
     trust_domain: &str,
     bundle_pem: &str,
     chain_pem: &str,
     key_pem: &SecretBytes,
+    tickets: Arc<SessionTickets>,
 ) -> Result<TlsSettings, TlsError> {
     let peers = PeerVerifier::new(trust_domain, bundle_pem)?;
     let certificate = Arc::new(ServerCertificate::new(chain_pem, key_pem)?);
-    let config = config_with_alpn(&peers, certificate.clone(), &[b"h2"])?;
+    let config = build_config(&peers, &certificate, &tickets, &[b"h2"])?;
     Ok(TlsSettings {
         config,
         peers,
         certificate,
+        tickets,
     })
 }
 
-/// Server settings that share `peers` and `certificate` but offer other
-/// protocols, e.g. HTTP/1.1 for the JWKS endpoint.
+/// Server settings that share the peers, certificate and tickets of
+/// `settings` but offer other protocols, e.g. HTTP/1.1 for the JWKS
+/// endpoint.
 pub fn config_with_alpn(
-    peers: &PeerVerifier,
-    certificate: Arc<ServerCertificate>,
+    settings: &TlsSettings,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    build_config(
+        &settings.peers,
+        &settings.certificate,
+        &settings.tickets,
+        alpn,
+    )
+}
+
+fn build_config(
+    peers: &PeerVerifier,
+    certificate: &Arc<ServerCertificate>,
+    tickets: &Arc<SessionTickets>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let deferred = Arc::new(DeferredClientVerifier {
         peers: peers.clone(),
     });
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(deferred)
-        .with_cert_resolver(certificate);
+        .with_cert_resolver(certificate.clone());
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+
+    // Resumption by ticket only, one ticket per connection: a fleet that
+    // reconnects after a restart resumes instead of paying full handshakes.
+    config.ticketer = tickets.clone();
+    config.send_tls13_tickets = 1;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
+}
+
+/// aws-lc-rs with AES-128-GCM first: as strong as the handshake's P-256,
+/// and its SHA-256 key schedule runs on the CPU's SHA extensions where
+/// SHA-384's does not.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != first);
+    Arc::new(provider)
 }
 
 /// The single URI SAN of a certificate, which must be a SPIFFE ID.

@@ -1,6 +1,6 @@
-//! A raw gRPC caller over HTTP/2 and mTLS, for requests that a well-behaved
-//! client library will not send: a message whose length prefix promises more
-//! bytes than follow it.
+//! A raw gRPC caller over HTTP/2 and mTLS, for what a client library hides:
+//! a message whose length prefix promises more bytes than follow it, and
+//! whether a connection resumed an earlier TLS session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,15 +31,8 @@ pub async fn declared_message(
     sent: usize,
     patience: Duration,
 ) -> anyhow::Result<Answer> {
-    let tls = connect(cp, credentials).await?;
-    let (mut client, connection) = h2::client::handshake(tls).await?;
-    tokio::spawn(connection);
-
-    let request = http::Request::post(format!("https://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())?;
-    let (response, mut body) = client.send_request(request, false)?;
+    let (mut client, _) = Session::new(credentials)?.connect(cp).await?;
+    let (response, mut body) = client.send_request(grpc_request(path)?, false)?;
     let mut data = vec![0u8];
     data.extend_from_slice(&declared.to_be_bytes());
     data.resize(5 + sent, b'#');
@@ -48,6 +41,74 @@ pub async fn declared_message(
     let answer = tokio::time::timeout(patience, answer(response)).await;
     drop(body);
     answer.map_err(|_| anyhow::anyhow!("no answer within {patience:?}"))?
+}
+
+/// A client's TLS settings with their session cache: connections made from
+/// one session resume the TLS sessions of the ones before, when the server
+/// allows it.
+pub struct Session {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Session {
+    pub fn new(credentials: &Credentials) -> anyhow::Result<Self> {
+        Ok(Self {
+            config: client_config(credentials)?,
+        })
+    }
+
+    /// Opens an HTTP/2 connection; says whether its TLS session resumed.
+    pub async fn connect(
+        &self,
+        cp: &ControlPlane,
+    ) -> anyhow::Result<(h2::client::SendRequest<Bytes>, bool)> {
+        let tcp = TcpStream::connect(cp.address()).await?;
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        let tls = connector
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+
+        let (client, connection) = h2::client::handshake(tls).await?;
+        tokio::spawn(connection);
+        Ok((client, resumed))
+    }
+}
+
+/// Makes one unary call on `client` and decodes its answer.
+pub async fn unary<Reply: prost::Message + Default>(
+    client: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+    request: &impl prost::Message,
+) -> anyhow::Result<Result<Reply, Answer>> {
+    let mut data = vec![0u8];
+    data.extend_from_slice(&(request.encoded_len() as u32).to_be_bytes());
+    request.encode(&mut data)?;
+    let (response, mut body) = client.send_request(grpc_request(path)?, false)?;
+    body.send_data(Bytes::from(data), true)?;
+
+    let (head, mut body) = response.await?.into_parts();
+    let mut message = Vec::new();
+    while let Some(chunk) = body.data().await.transpose()? {
+        message.extend_from_slice(&chunk);
+    }
+    let trailers = match head.headers.contains_key("grpc-status") {
+        true => head.headers,
+        false => body.trailers().await?.unwrap_or_default(),
+    };
+    let status = status(&trailers)?;
+    if status.code != 0 {
+        return Ok(Err(status));
+    }
+    let payload = message.get(5..).unwrap_or_default();
+    Ok(Ok(Reply::decode(payload)?))
+}
+
+fn grpc_request(path: &str) -> anyhow::Result<http::Request<()>> {
+    Ok(http::Request::post(format!("https://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?)
 }
 
 async fn answer(response: h2::client::ResponseFuture) -> anyhow::Result<Answer> {
@@ -60,7 +121,10 @@ async fn answer(response: h2::client::ResponseFuture) -> anyhow::Result<Answer> 
             body.trailers().await?.unwrap_or_default()
         }
     };
+    status(&trailers)
+}
 
+fn status(trailers: &http::HeaderMap) -> anyhow::Result<Answer> {
     let text = |name: &str| {
         trailers
             .get(name)
@@ -97,10 +161,7 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
-async fn connect(
-    cp: &ControlPlane,
-    credentials: &Credentials,
-) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+fn client_config(credentials: &Credentials) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&credentials.ca)? {
@@ -114,9 +175,5 @@ async fn connect(
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-
-    let tcp = TcpStream::connect(cp.address()).await?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = ServerName::try_from("localhost")?;
-    Ok(connector.connect(name, tcp).await?)
+    Ok(Arc::new(config))
 }
