@@ -50,7 +50,8 @@ pub struct Compiler {
     world: World,
     cache: HashMap<CacheKey, Cached>,
     clients: HashMap<ClientKey, Client>,
-    /// Per compile pass: the services each (identity, namespace) may call.
+    /// The services each (identity, namespace) may call, as of the world's
+    /// last change.
     callable: HashMap<(String, String), BTreeSet<Named>>,
 }
 
@@ -113,7 +114,6 @@ impl Compiler {
             return client.view.subscribe();
         }
 
-        self.callable.clear();
         let compiled = self.compile(key);
         let (view, receiver) = watch::channel(Arc::new(compiled.view));
         self.clients.insert(
@@ -323,3 +323,6 @@ fn insert(view: &mut View, type_url: &str, served: Option<Arc<Served>>) {
 fn agent_served(resource: agent::AgentResource) -> Arc<Served> {
     Served::with_hash(resource.built, &resource.content_hash)
 }
+
+#[cfg(test)]
+mod tests;

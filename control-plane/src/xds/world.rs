@@ -35,6 +35,10 @@ pub struct World {
     pub nodes: BTreeMap<String, NodeSpec>,
     pub services: BTreeMap<Named, ServiceSpec>,
     pub workloads: BTreeMap<Named, WorkloadSpec>,
+    /// The workloads of each node and of each service: indexes of
+    /// `workloads`, kept in step with it.
+    by_node: BTreeMap<String, BTreeSet<Named>>,
+    by_service: BTreeMap<Named, BTreeSet<Named>>,
     pub policies: BTreeMap<Named, AuthorizationPolicySpec>,
     pub issuers: BTreeMap<Named, JwtIssuerSpec>,
     pub request_authentications: BTreeMap<Named, RequestAuthenticationSpec>,
@@ -126,10 +130,14 @@ impl World {
             (Kind::Service, spec) => {
                 touched.services.insert(named.clone());
                 touched.nodes.extend(self.nodes_hosting(&named));
-                put(&mut self.services, named, spec, |s| match s {
+                let identity_before = self.service_identity(&named);
+                put(&mut self.services, named.clone(), spec, |s| match s {
                     Spec::Service(n) => Some(n),
                     _ => None,
                 });
+                // A service that appears, disappears or changes identity can
+                // change whom any policy lets call it.
+                touched.everything = identity_before != self.service_identity(&named);
             }
             (Kind::Workload, spec) => {
                 if let Some(old) = self.workloads.get(&named) {
@@ -144,10 +152,12 @@ impl World {
                         .services
                         .insert((key.namespace.clone(), new.service.clone()));
                 }
-                put(&mut self.workloads, named, spec, |s| match s {
+                self.unindex(&named);
+                put(&mut self.workloads, named.clone(), spec, |s| match s {
                     Spec::Workload(n) => Some(n),
                     _ => None,
                 });
+                self.index(&named);
             }
             (Kind::AuthorizationPolicy, spec) => {
                 touched.everything = true;
@@ -214,19 +224,51 @@ impl World {
     /// The workloads assigned to `node`, in name order.
     pub fn workloads_on<'a>(
         &'a self,
-        node: &'a str,
-    ) -> impl Iterator<Item = (&'a Named, &'a WorkloadSpec)> {
-        self.workloads.iter().filter(move |(_, w)| w.node == node)
+        node: &str,
+    ) -> impl Iterator<Item = (&'a Named, &'a WorkloadSpec)> + use<'a> {
+        self.indexed(self.by_node.get(node))
     }
 
     /// The workloads of a service, in name order.
     pub fn workloads_of<'a>(
         &'a self,
-        service: &'a Named,
-    ) -> impl Iterator<Item = (&'a Named, &'a WorkloadSpec)> {
-        self.workloads
-            .iter()
-            .filter(move |((ns, _), w)| *ns == service.0 && w.service == service.1)
+        service: &Named,
+    ) -> impl Iterator<Item = (&'a Named, &'a WorkloadSpec)> + use<'a> {
+        self.indexed(self.by_service.get(service))
+    }
+
+    fn indexed<'a>(
+        &'a self,
+        names: Option<&'a BTreeSet<Named>>,
+    ) -> impl Iterator<Item = (&'a Named, &'a WorkloadSpec)> + use<'a> {
+        names
+            .into_iter()
+            .flatten()
+            .filter_map(|named| self.workloads.get_key_value(named))
+    }
+
+    fn index(&mut self, named: &Named) {
+        let Some(spec) = self.workloads.get(named) else {
+            return;
+        };
+        let service = (named.0.clone(), spec.service.clone());
+        self.by_node
+            .entry(spec.node.clone())
+            .or_default()
+            .insert(named.clone());
+        self.by_service
+            .entry(service)
+            .or_default()
+            .insert(named.clone());
+    }
+
+    fn unindex(&mut self, named: &Named) {
+        let Some(spec) = self.workloads.get(named) else {
+            return;
+        };
+        let service = (named.0.clone(), spec.service.clone());
+        remove_from(&mut self.by_node, spec.node.as_str(), named);
+        remove_from(&mut self.by_service, &service, named);
     }
 
     /// The services that have a workload on `node`.
@@ -309,6 +351,20 @@ pub fn pattern_matches(pattern: &str, value: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => value.starts_with(prefix),
         None => pattern == value,
+    }
+}
+
+/// Removes `named` from the set at `key`, and the set once it is empty.
+fn remove_from<K, Q>(index: &mut BTreeMap<K, BTreeSet<Named>>, key: &Q, named: &Named)
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
+    if let Some(names) = index.get_mut(key) {
+        names.remove(named);
+        if names.is_empty() {
+            index.remove(key);
+        }
     }
 }
 

@@ -141,3 +141,58 @@ fn records_of_other_kinds_are_ignored() {
 
     assert!(world.insert(&record).is_empty());
 }
+
+#[test]
+fn the_indexes_follow_a_workload_that_moves_and_one_that_is_deleted() {
+    let mut world = shop();
+    let moved = "kind: Workload\nmetadata: {name: orders-1, namespace: shop}\n\
+                 spec: {service: orders, node: web-2, appPort: 9090, inboundPort: 15008}\n";
+    let orders = ("shop".to_owned(), "orders".to_owned());
+
+    world.change(&ChangeEvent {
+        action: ChangeAction::Updated,
+        resource: stored(moved, 2).remove(0),
+    });
+    assert_eq!(world.workloads_on("web-1").count(), 0);
+    assert_eq!(world.workloads_on("web-2").count(), 2);
+    assert_eq!(
+        world.nodes_hosting(&orders),
+        BTreeSet::from(["web-2".to_owned()])
+    );
+
+    world.change(&ChangeEvent {
+        action: ChangeAction::Deleted,
+        resource: stored(moved, 3).remove(0),
+    });
+    assert_eq!(world.workloads_on("web-2").count(), 1);
+    assert_eq!(world.workloads_of(&orders).count(), 0);
+}
+
+#[test]
+fn creating_or_deleting_a_service_touches_everything() {
+    let mut world = shop();
+    let payments = "kind: Service\nmetadata: {name: payments, namespace: shop}\n\
+                    spec: {ports: [{port: 9090}]}\n";
+    let changed = "kind: Service\nmetadata: {name: payments, namespace: shop}\n\
+                   spec: {ports: [{port: 9091}]}\n";
+
+    let created = world.change(&ChangeEvent {
+        action: ChangeAction::Created,
+        resource: stored(payments, 2).remove(0),
+    });
+    let updated = world.change(&ChangeEvent {
+        action: ChangeAction::Updated,
+        resource: stored(changed, 3).remove(0),
+    });
+    let deleted = world.change(&ChangeEvent {
+        action: ChangeAction::Deleted,
+        resource: stored(changed, 4).remove(0),
+    });
+
+    assert!(created.everything);
+    assert!(
+        !updated.everything,
+        "a port change touches only its service"
+    );
+    assert!(deleted.everything);
+}
