@@ -17,7 +17,7 @@ mod bulk;
 mod connects;
 mod haproxy;
 mod latency;
-mod process;
+pub mod process;
 mod report;
 mod setup;
 

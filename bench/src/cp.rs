@@ -266,6 +266,11 @@ impl ControlPlane {
     }
 
     /// The server's resident memory now and at its peak.
+    /// The running process's id.
+    pub fn pid(&self) -> Result<u32, CpError> {
+        Ok(self.child.as_ref().ok_or(CpError::NotRunning)?.id())
+    }
+
     pub fn memory(&self) -> Result<Memory, CpError> {
         let pid = self.child.as_ref().ok_or(CpError::NotRunning)?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -196,6 +196,17 @@ fn storm_rows(table: &mut Table<4>, storm: &mut Storm) {
     );
     let ok = met(storm.unchanged_resent == 0);
     table.row(["  resent although unchanged", &resent, "0", ok]);
+    let cpu = format!(
+        "{} / {}",
+        seconds(storm.server_cpu),
+        seconds(storm.fleet_cpu)
+    );
+    table.row([
+        "  CPU until synced: control plane / simulated fleet",
+        &cpu,
+        "",
+        "",
+    ]);
     let sent = format!("{} B, {} streams retried", storm.bytes, storm.retries);
     table.row(["  first answers' size, retries", &sent, "", ""]);
     let tcp = format!(

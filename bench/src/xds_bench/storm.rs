@@ -8,6 +8,7 @@ use anyhow::Context as _;
 
 use super::swarm::Swarm;
 use super::tcp::TcpCounters;
+use crate::agent_bench::process::cpu_of;
 use crate::cp::ControlPlane;
 use crate::load::Latencies;
 
@@ -34,6 +35,10 @@ pub struct Storm {
     pub retries: u64,
     /// What the kernel counted from the restart until every agent synced.
     pub tcp: TcpCounters,
+    /// CPU time from the release until every agent synced: the control
+    /// plane's, and the simulated fleet's (this process).
+    pub server_cpu: Duration,
+    pub fleet_cpu: Duration,
 }
 
 /// Restarts `cp` under `swarm` and times the agents' return.
@@ -54,15 +59,20 @@ pub async fn run(
     // Start on the same port, then let every agent go at once.
     let before = TcpCounters::read();
     let start = cp.start().await.context("restarting palisade-cp")?;
+    let server = cp.pid()?;
+    let cpu_before = (cpu_of(server)?, cpu_of(std::process::id())?);
     let released = Instant::now();
     swarm.reconnect_all();
     let synced = swarm.synced(agents, timeout).await?;
+    let cpu_after = (cpu_of(server)?, cpu_of(std::process::id())?);
 
     let mut storm = Storm {
         agents,
         stop,
         start,
         tcp: TcpCounters::read().since(&before),
+        server_cpu: cpu_after.0.saturating_sub(cpu_before.0),
+        fleet_cpu: cpu_after.1.saturating_sub(cpu_before.1),
         ..Storm::default()
     };
     for s in &synced {
