@@ -17,7 +17,9 @@
 //! would have to run inside them too. Distinct 127.x addresses give every
 //! agent its own listeners with nothing to set up; the agents never rely
 //! on being apart beyond that. Callers' connections all come from
-//! 127.0.0.1, so policies here judge identities, not source addresses.
+//! 127.0.0.1, the kernel's source for loopback destinations, so policies
+//! here judge identities, not source addresses; a test that needs another
+//! source binds one itself ([`client::connect_from`]).
 //!
 //! **Workloads.** One workload per service, in namespace `shop`. On each
 //! of the first two nodes one workload uses the node's address and one
@@ -88,9 +90,16 @@ impl Bed {
     /// [`BASELINE_POLICIES`] with `palisadectl`, starts the services and
     /// the agents, and waits until every agent enforces it all.
     pub async fn start(limits: Limits) -> Bed {
+        Self::start_with(limits, &[]).await
+    }
+
+    /// [`start`](Self::start), with these extra `palisade-cp serve` flags.
+    pub async fn start_with(limits: Limits, serve_flags: &[&str]) -> Bed {
         // The control plane and the services.
         let mut cp = ControlPlane::init(TRUST_DOMAIN).expect("palisade-cp init");
-        cp.start().await.expect("starting palisade-cp");
+        cp.start_with(serve_flags)
+            .await
+            .expect("starting palisade-cp");
         let ctl = cp.ctl_config();
         let mut apps = BTreeMap::new();
         for member in &MEMBERS {

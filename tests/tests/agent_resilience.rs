@@ -1,13 +1,16 @@
 //! The agents under stress (see `palisade_tests::bed`): the control plane
 //! killed, an agent restarted without it, and hostile bytes, stalled
-//! handshakes and a flood of half-open connections on an inbound port.
+//! handshakes and a flood of half-open connections from another host on an
+//! inbound port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use palisade_tests::bed::{Bed, HOSTS, Limits, Outcome, allowed, app, baseline_calls, client};
+use palisade_tests::bed::{Bed, HOSTS, Limits, Outcome, allowed, app, baseline_calls, client, id};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_keep_enforcing_through_a_control_plane_outage_and_resync_without_resending() {
@@ -95,12 +98,50 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Option
     }
 }
 
+/// Where the flood comes from: a host other than the bed's callers, who
+/// all connect from 127.0.0.1.
+const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 99);
+/// How often the flood opens a connection.
+const FLOOD_PACE: Duration = Duration::from_millis(5);
+/// How many of its newest connections the flood keeps open.
+const FLOOD_HELD: usize = 500;
+/// How long the flood lasts at least: several handshake timeouts, so that
+/// the agent times out the connections that hold its slots and the flood
+/// takes them again.
+const FLOOD_LASTS: Duration = Duration::from_secs(4);
+/// How long a call may take while the flood goes on.
+const PROMPTLY: Duration = Duration::from_secs(2);
+
+/// Opens connections to `target` from [`FLOODER`] that never send a byte,
+/// one every [`FLOOD_PACE`], so that every handshake slot the agent frees
+/// is taken again at once; keeps the newest [`FLOOD_HELD`] open until
+/// `stop`, and returns how many it opened.
+async fn flood(target: SocketAddr, mut stop: oneshot::Receiver<()>) -> usize {
+    let mut held = VecDeque::with_capacity(FLOOD_HELD);
+    let mut opened = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return opened,
+            () = tokio::time::sleep(FLOOD_PACE) => {}
+        }
+        if let Ok(stream) = client::connect_from(FLOODER, target).await {
+            opened += 1;
+            held.push_back(stream);
+        }
+        if held.len() > FLOOD_HELD {
+            held.pop_front();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_nor_its_other_callers()
  {
     let limits = Limits {
         handshake_timeout_secs: 1,
-        max_connections: 32,
+        max_connections: 128,
+        max_handshakes: 64,
+        max_handshakes_per_source: 16,
     };
     let mut bed = Bed::start(limits).await;
     let orders = bed.inbound("orders");
@@ -117,25 +158,27 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
     let mut stalled = client::stall_mid_handshake(orders).await.unwrap();
     let stalled_for = client::time_until_closed(&mut stalled, Duration::from_secs(10)).await;
 
-    // 500 connections that never send, held open while others call.
-    let mut flood = Vec::with_capacity(500);
-    for _ in 0..500 {
-        flood.push(TcpStream::connect(orders).await.unwrap());
-    }
+    // Another host keeps every handshake slot it may have taken, while
+    // the bed's callers call: each call is made once, and must be prompt.
+    let (stop, stopped) = oneshot::channel();
+    let flood_ends = Instant::now() + FLOOD_LASTS;
+    let flooding = tokio::spawn(flood(orders, stopped));
+    let crowded = "inbound_source_handshakes_over_limit";
+    bed.agent("node-b").wait_for_counter(crowded, 1).await;
     let started = Instant::now();
     let elsewhere = bed
         .check(&[allowed("orders", "ledger"), allowed("orders", "payments")])
         .await;
     let elsewhere_took = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let flooded = loop {
-        match bed.call("web", "orders").await {
-            Outcome::Answered { .. } => break Ok(()),
-            other if Instant::now() > deadline => break Err(other),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    drop(flood);
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = bed.call("web", "orders").await;
+        during.push((outcome, started.elapsed()));
+    }
+    tokio::time::sleep_until(flood_ends.into()).await;
+    let _ = stop.send(());
+    let opened = flooding.await.unwrap();
 
     let answered = answered.expect("the agent closed the plaintext connection");
     assert!(
@@ -149,17 +192,27 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
         elsewhere_took < Duration::from_secs(5),
         "{elsewhere_took:?}"
     );
-    if let Err(last) = flooded {
-        panic!("web -> orders was not answered during the flood: {last}");
+    for (outcome, took) in &during {
+        let answered = Outcome::Answered { caller: id("web") };
+        assert_eq!(*outcome, answered, "web -> orders during the flood");
+        assert!(
+            *took < PROMPTLY,
+            "web -> orders took {took:?} during the flood"
+        );
     }
 
-    // Every flood connection that held a slot, and the stalled one, timed out.
+    // The flood's excess was closed at once, and the connections that held
+    // its slots, like the stalled one, timed out.
     let node_b = bed.agent("node-b");
     node_b.assert_running();
+    let refused = node_b.counter(crowded);
+    assert!(
+        refused > 0 && (refused as usize) < opened,
+        "{refused} of {opened} flood connections closed at once"
+    );
     let timed_out = ["TLS handshake timed out", "shop/orders-1"];
-    node_b
-        .wait_for_lines(&timed_out, limits.max_connections + 1)
-        .await;
+    let slots = limits.max_handshakes_per_source + 1;
+    node_b.wait_for_lines(&timed_out, slots).await;
     assert!(
         !bed.app("orders")
             .callers()

@@ -24,6 +24,10 @@ pub struct Limits {
     pub handshake_timeout_secs: u64,
     /// `--max-connections`.
     pub max_connections: usize,
+    /// `--max-handshakes`.
+    pub max_handshakes: usize,
+    /// `--max-handshakes-per-source`.
+    pub max_handshakes_per_source: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +35,8 @@ impl Default for Limits {
         Self {
             handshake_timeout_secs: 5,
             max_connections: 1000,
+            max_handshakes: 256,
+            max_handshakes_per_source: 64,
         }
     }
 }
@@ -82,6 +88,10 @@ impl Agent {
             limits.handshake_timeout_secs.to_string().into(),
             "--max-connections".into(),
             limits.max_connections.to_string().into(),
+            "--max-handshakes".into(),
+            limits.max_handshakes.to_string().into(),
+            "--max-handshakes-per-source".into(),
+            limits.max_handshakes_per_source.to_string().into(),
             "--drain-timeout-secs".into(),
             "2".into(),
         ]
@@ -142,6 +152,22 @@ impl Agent {
         self.status()
             .and_then(|s| s["revision"].as_u64())
             .unwrap_or(0)
+    }
+
+    /// The data-path counter `name` in the status file, 0 without one.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.status()
+            .and_then(|s| s["counters"][name].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the status file reports the counter `name` at
+    /// `at_least` or more, and returns it.
+    pub async fn wait_for_counter(&mut self, name: &str, at_least: u64) -> u64 {
+        let what = format!("counter {name} reaching {at_least}");
+        self.wait_until(&what, |agent| agent.counter(name) >= at_least)
+            .await;
+        self.counter(name)
     }
 
     /// The newest revision the data path of this run applied.
