@@ -57,6 +57,7 @@ async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused
         tokio::join!(Bed::start(Limits::default()), foreign_web_identity());
     let orders = bed.inbound("orders");
     let (web_chain, web_key) = bed.workload_identity("web");
+    let denied_before = bed.agent("node-c").counter("inbound_denied");
 
     let through_agents = bed.check(&baseline_calls()).await;
     let reached_before = bed.app("orders").connections();
@@ -86,6 +87,25 @@ async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused
     let at_handshake = ["TLS handshake failed; connection refused", "shop/orders-1"];
     assert_eq!(
         bed.agent("node-b").wait_for_lines(&at_handshake, 2).await,
+        2
+    );
+
+    // What the foreign certificate claimed is logged, marked unverified.
+    let claimed = "unverified_spiffe_id=\"spiffe://elsewhere.test/ns/shop/sa/web\"";
+    let foreign = [at_handshake[0], claimed, "unverified_serial="];
+    assert_eq!(bed.agent("node-b").lines_with(&foreign), 1);
+
+    // Refusals are counted in each agent's status file: web -> payments
+    // at node-c, the two handshakes at node-b.
+    let node_c = bed.agent("node-c");
+    let denied = node_c
+        .wait_for_counter("inbound_denied", denied_before + 1)
+        .await;
+    assert_eq!(denied, denied_before + 1);
+    assert!(node_c.counter("inbound_allowed") >= 3);
+    let node_b = bed.agent("node-b");
+    assert_eq!(
+        node_b.wait_for_counter("inbound_handshake_failed", 2).await,
         2
     );
 }
@@ -171,6 +191,9 @@ async fn a_revoked_nodes_workloads_reach_no_one_once_the_deny_list_arrives() {
     let denied = ["TLS handshake failed; connection refused", "Revoked"];
     let node_b = bed.agent("node-b").wait_for_lines(&denied, 2).await;
     assert_eq!(node_b, 2, "web and batch refused by orders' agent");
+    let web_presented = format!("unverified_serial=\"{web_serial}\"");
+    let web_refused = [denied[0], denied[1], &web_presented];
+    assert_eq!(bed.agent("node-b").lines_with(&web_refused), 1);
     let node_c = bed.agent("node-c").wait_for_lines(&denied, 1).await;
     assert_eq!(node_c, 1, "batch refused by payments' agent");
     bed.agent("node-a").assert_running();
