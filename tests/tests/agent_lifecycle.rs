@@ -1,7 +1,8 @@
 //! A real `palisade-agent run` against a real control plane: it attests
 //! with a join token, syncs every agent type over one delta stream, keeps
-//! its keys and certificates in its data directory, and, restarted while
-//! the control plane is gone, enforces its last known good.
+//! its keys and certificates in its data directory, goes on to the next
+//! control plane address when one is dead, and, restarted while the
+//! control plane is gone, enforces its last known good.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
@@ -329,6 +330,42 @@ async fn agent_renews_its_certificates_at_half_life_and_reconnects_with_the_new_
         (2..=8).contains(&issued),
         "{issued} issuances in a few seconds:\n{log}"
     );
+    assert!(agent.terminate().success(), "{}", agent.log());
+}
+
+#[tokio::test]
+async fn agent_attests_and_syncs_through_the_next_address_when_the_first_is_dead() {
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start().await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, &shop(free_port(), free_port()))
+        .await
+        .unwrap();
+    let root = cp.root.path().to_owned();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    std::fs::write(root.join("join-token"), token).unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let live = cp.address().to_string();
+
+    let addresses = format!("{dead},{live}");
+    let mut agent = Agent::start(&root, &addresses, &cp.data_dir.join("ca.pem"), "failover");
+    let stream = wait_for_acks(&mut admin, &mut agent).await;
+    let status = agent.wait_for_source("control-plane").await;
+    let workload_cert = agent
+        .wait_for_file("workloads/shop/orders-1/cert.pem")
+        .await;
+
+    assert_eq!(stream.protocol, "delta");
+    assert_eq!(status["connected_to"], format!("https://{live}"));
+    let node_cert = std::fs::read_to_string(agent.data_dir.join("node/cert.pem")).unwrap();
+    assert_eq!(
+        spiffe_id(&first_der(&node_cert)).unwrap(),
+        "spiffe://agent.test/node/web-1"
+    );
+    assert!(workload_cert.exists());
+    let log = agent.log();
+    let skipped = format!("no xDS stream; reconnecting address=https://{dead}");
+    assert!(log.contains(&skipped), "{log}");
     assert!(agent.terminate().success(), "{}", agent.log());
 }
 
