@@ -3,16 +3,19 @@
 //!
 //! Every channel is built from the material current when it connects, so a
 //! renewed node certificate or a rotated bundle takes effect on the next
-//! connection; the xDS client reconnects when the material changes.
+//! connection; the xDS client reconnects when the material changes. While
+//! the material stays the same, each address keeps one TLS client and its
+//! session cache, so a reconnection (after the control plane restarted, for
+//! instance) resumes the TLS session instead of repeating a full handshake.
 
 use std::error::Error as _;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::Authority;
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::identity::svid::Svid;
 
@@ -107,6 +110,9 @@ pub struct ControlPlane {
     addresses: Arc<[Address]>,
     server_name: Option<String>,
     material: watch::Receiver<Arc<TlsMaterial>>,
+    /// By address: the endpoint last built and the material it was built
+    /// with.
+    endpoints: Arc<Mutex<Vec<Option<(Arc<TlsMaterial>, Endpoint)>>>>,
 }
 
 impl ControlPlane {
@@ -118,10 +124,12 @@ impl ControlPlane {
         server_name: Option<String>,
         material: watch::Receiver<Arc<TlsMaterial>>,
     ) -> Self {
+        let endpoints = vec![None; addresses.len()];
         Self {
             addresses: addresses.into(),
             server_name,
             material,
+            endpoints: Arc::new(Mutex::new(endpoints)),
         }
     }
 
@@ -156,6 +164,25 @@ impl ControlPlane {
             return Err(ControlError::NoBundle);
         }
 
+        let endpoint = self.endpoint(index % self.addresses.len(), material)?;
+        endpoint.connect().await.map_err(|e| failed(describe(&e)))
+    }
+
+    /// The endpoint for the address at `index` with `material`: the one
+    /// built before while the material is the same, else a new one.
+    fn endpoint(&self, index: usize, material: &TlsMaterial) -> Result<Endpoint, ControlError> {
+        let mut endpoints = self.endpoints.lock().expect("endpoints lock");
+        if let Some((built_with, endpoint)) = &endpoints[index]
+            && !built_with.differs_from(material)
+        {
+            return Ok(endpoint.clone());
+        }
+
+        let address = &self.addresses[index];
+        let failed = |detail: String| ControlError::Connect {
+            address: address.uri.clone(),
+            detail,
+        };
         let endpoint = Channel::from_shared(address.uri.clone())
             .map_err(|e| failed(describe(&e)))?
             .tls_config(self.tls(address, material))
@@ -164,7 +191,8 @@ impl ControlPlane {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        endpoint.connect().await.map_err(|e| failed(describe(&e)))
+        endpoints[index] = Some((Arc::new(material.clone()), endpoint.clone()));
+        Ok(endpoint)
     }
 
     /// Connects to the first address that answers, starting at `start`;

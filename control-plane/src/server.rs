@@ -199,6 +199,9 @@ async fn handshake(
     let _ = tcp.set_nodelay(true);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
+            let kind = stream.get_ref().1.handshake_kind();
+            let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+            tracing::debug!(%peer, resumed, "TLS handshake done");
             let _ = tx.send(Ok(stream)).await;
         }
         Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake failed"),
