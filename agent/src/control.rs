@@ -112,8 +112,11 @@ pub struct ControlPlane {
     material: watch::Receiver<Arc<TlsMaterial>>,
     /// By address: the endpoint last built and the material it was built
     /// with.
-    endpoints: Arc<Mutex<Vec<Option<(Arc<TlsMaterial>, Endpoint)>>>>,
+    endpoints: Arc<Mutex<Vec<Option<BuiltEndpoint>>>>,
 }
+
+/// An endpoint and the material it presents and trusts.
+type BuiltEndpoint = (Arc<TlsMaterial>, Endpoint);
 
 impl ControlPlane {
     /// The control plane at `addresses`, reached with the material that
