@@ -13,6 +13,9 @@ pub mod stream;
 pub mod view;
 pub mod world;
 
+#[cfg(test)]
+mod testing;
+
 use envoy_types::pb::google::protobuf::Any;
 
 /// One resource ready to serve: its name and its encoding. Unless a builder

@@ -5,8 +5,8 @@ use pb::string_match::Pattern;
 
 use super::*;
 use crate::identity::records::{RevocationRecord, RevokedSerial};
-use crate::store::StoredResource;
-use crate::xds::world::{Bundle, Named, World};
+use crate::xds::testing::{named, world_at};
+use crate::xds::world::{Bundle, World};
 
 const SHOP: &str = r#"
 kind: Node
@@ -139,21 +139,7 @@ spec:
 "#;
 
 fn world_of(yaml: &[&str], revision: u64) -> World {
-    let mut world = World::new("td");
-    world.revision = revision;
-    for document in palisade_model::parse_and_validate(&yaml.join("---\n")).unwrap() {
-        world.insert(&StoredResource {
-            key: document.key().store_key(),
-            revision,
-            create_revision: revision,
-            document: document.to_json(),
-        });
-    }
-    world
-}
-
-fn named(namespace: &str, name: &str) -> Named {
-    (namespace.to_owned(), name.to_owned())
+    world_at(&yaml.join("---\n"), revision)
 }
 
 fn decode<M: Message + Name + Default>(resource: &AgentResource) -> M {

@@ -1,7 +1,6 @@
-use palisade_model::parse_and_validate;
-
 use super::*;
-use crate::store::{ChangeAction, ChangeEvent, StoredResource};
+use crate::store::{ChangeAction, ChangeEvent};
+use crate::xds::testing::{events, world_at};
 
 const SHOP: &str = r#"
 kind: Node
@@ -38,27 +37,11 @@ spec: {service: payments, node: web-1, appPort: 9090, inboundPort: 15009}
 "#;
 
 fn created(yaml: &str, revision: u64) -> Vec<ChangeEvent> {
-    parse_and_validate(yaml)
-        .unwrap()
-        .into_iter()
-        .map(|document| ChangeEvent {
-            action: ChangeAction::Created,
-            resource: StoredResource {
-                key: document.key().store_key(),
-                revision,
-                create_revision: revision,
-                document: document.to_json(),
-            },
-        })
-        .collect()
+    events(yaml, revision, ChangeAction::Created)
 }
 
 fn compiler() -> Compiler {
-    let mut world = World::new("td");
-    for event in created(SHOP, 1) {
-        world.change(&event);
-    }
-    Compiler::new(world)
+    Compiler::new(world_at(SHOP, 1))
 }
 
 fn endpoints(view: &View) -> Vec<String> {

@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
 use super::*;
-use crate::store::StoredResource;
+use crate::xds::testing::world_at;
 
 mod inbound;
 mod outbound;
@@ -102,21 +102,10 @@ spec:
 "#;
 
 pub(super) fn world_of(yaml: &str) -> World {
-    let mut world = World::new("td");
-    for document in palisade_model::parse_and_validate(yaml).unwrap() {
-        world.insert(&StoredResource {
-            key: document.key().store_key(),
-            revision: 1,
-            create_revision: 1,
-            document: document.to_json(),
-        });
-    }
-    world
+    world_at(yaml, 1)
 }
 
-pub(super) fn named(namespace: &str, name: &str) -> Named {
-    (namespace.to_owned(), name.to_owned())
-}
+pub(super) use crate::xds::testing::named;
 
 fn shop() -> World {
     world_of(SHOP)

@@ -1,17 +1,5 @@
 use super::*;
-
-fn stored(yaml: &str, revision: u64) -> Vec<StoredResource> {
-    palisade_model::parse_and_validate(yaml)
-        .unwrap()
-        .into_iter()
-        .map(|document| StoredResource {
-            key: document.key().store_key(),
-            revision,
-            create_revision: revision,
-            document: document.to_json(),
-        })
-        .collect()
-}
+use crate::xds::testing::stored;
 
 const SHOP: &str = r#"
 kind: Node
