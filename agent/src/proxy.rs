@@ -21,15 +21,16 @@
 //! 127.0.0.0/8, else on [`Settings::outbound_address`]. A local client's
 //! connection is carried over mTLS, with the workload's SVID, to one of the
 //! service's endpoints, round robin, after checking that the server's
-//! certificate chains to the bundle and names the service's SPIFFE ID.
+//! certificate chains to the bundle, is not on the deny list and names the
+//! service's SPIFFE ID.
 //!
 //! **Changes.** Each new snapshot or certificate set is compiled whole into
 //! new tables (routes, policies, trust) and swapped in at once; then
-//! every established inbound connection is judged again and those no longer
-//! allowed are closed, listeners no longer wanted are closed and new ones
-//! are opened. Listeners that stay keep running and keep their connections.
-//! A CA rotation closes nothing: see `registry` for how a new bundle is
-//! judged.
+//! every established connection, inbound and outbound, is judged again and
+//! those no longer allowed are closed, listeners no longer wanted are
+//! closed and new ones are opened. Listeners that stay keep running and
+//! keep their connections. A CA rotation closes nothing: see `registry`
+//! for how a new bundle is judged.
 //!
 //! **Shutdown.** Every listener stops accepting; [`run`] returns once the
 //! established connections have ended. Callers bound the wait.
@@ -63,7 +64,7 @@ use crate::identity::svid::Certificates;
 use crate::state::State;
 use drain::Drain;
 use listeners::Listeners;
-use registry::Registry;
+use registry::{InboundConnection, OutboundConnection, Registry};
 use tables::{Current, Tables};
 use trust::TrustCell;
 
@@ -175,7 +176,9 @@ async fn apply(
     // Swap, then close what the new tables no longer allow.
     context.trust.replace(tables.trust.clone());
     context.tables.replace(tables.clone());
-    let closed = context.registry.reevaluate(&tables, &context.counters);
+    let counters = &context.counters;
+    let inbound_closed = context.inbound_connections.reevaluate(&tables, counters);
+    let outbound_closed = context.outbound_connections.reevaluate(&tables, counters);
 
     let bound = listeners.reconcile(tables.listeners(), context).await;
     Counters::bump(&context.counters.applied);
@@ -183,7 +186,8 @@ async fn apply(
         revision = snapshot.map_or(0, |s| s.revision),
         inbound = tables.inbound.len(),
         outbound = tables.outbound.len(),
-        closed,
+        inbound_closed,
+        outbound_closed,
         "data path applied"
     );
     bound
@@ -205,8 +209,9 @@ struct Context {
     tables: Current,
     /// The trust the TLS verifiers read; the same as `tables`' own.
     trust: Arc<TrustCell>,
-    /// Established inbound connections, for judging them again.
-    registry: Arc<Registry>,
+    /// Established connections, for judging them again.
+    inbound_connections: Arc<Registry<InboundConnection>>,
+    outbound_connections: Arc<Registry<OutboundConnection>>,
     counters: Arc<Counters>,
     drain: Arc<Drain>,
 }
@@ -218,7 +223,8 @@ impl Context {
             certificates,
             tables: Current::default(),
             trust: Arc::new(TrustCell::default()),
-            registry: Arc::new(Registry::default()),
+            inbound_connections: Arc::default(),
+            outbound_connections: Arc::default(),
             counters,
             drain: Arc::new(Drain::default()),
         }

@@ -199,6 +199,52 @@ async fn a_revoked_nodes_workloads_reach_no_one_once_the_deny_list_arrives() {
     bed.agent("node-a").assert_running();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_agents_close_their_connections_to_a_revoked_nodes_workloads() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let web_callers = Bed::policy("web-callers", "web", "ALLOW", &["orders"]);
+    let revision = bed.apply(&web_callers);
+    bed.wait_for_revision(&["node-a", "node-b"], revision).await;
+    bed.wait_for_listeners(&[("orders", "web")]).await;
+    let web_serial = bed.workload_serial("web");
+    let mut orders_to_web = bed.open("orders", "web").await;
+    let mut orders_to_payments = bed.open("orders", "payments").await;
+
+    let revoked = bed.revoke("node-a", "taken out of service by the test");
+    bed.wait_for_revision(&["node-b", "node-c"], revoked.revision)
+        .await;
+
+    assert!(revoked.serials.contains(&web_serial), "{revoked:?}");
+    orders_to_web.closed_within(CLOSE_WITHIN).await.unwrap();
+    orders_to_payments.exchange().await.unwrap();
+
+    // orders' own agent closed it, on the deny list it received.
+    let server = format!("server={}", id("web"));
+    let serial = format!("serial={web_serial}");
+    let closed_by_caller = [
+        "outbound connection closed: no longer allowed",
+        "workload=shop/orders-1",
+        "service=shop/web",
+        &server,
+        &serial,
+        "Revoked",
+    ];
+    let node_b = bed.agent("node-b");
+    assert_eq!(node_b.wait_for_lines(&closed_by_caller, 1).await, 1);
+    assert!(node_b.wait_for_counter("outbound_revoked", 1).await >= 1);
+
+    // web's agent, cut off by the control plane, never learned of it.
+    let node_a = bed.agent("node-a");
+    assert!(
+        node_a.revision() < revoked.revision,
+        "{:?}",
+        node_a.status()
+    );
+    assert_eq!(node_a.lines_with(&["no longer allowed"]), 0);
+    assert_eq!(node_a.lines_with(&[CUT]), 0);
+    node_a.assert_running();
+}
+
 /// How an agent's access log names the caller `service`.
 fn caller(service: &str) -> String {
     format!("caller={}", id(service))

@@ -18,6 +18,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The endpoints of one service and how they fared.
 #[derive(Debug)]
 pub struct Balancer {
+    /// The endpoints, sorted; they never change.
+    addresses: Vec<SocketAddr>,
     state: Mutex<State>,
 }
 
@@ -57,14 +59,22 @@ impl Balancer {
             .iter()
             .map(|address| known.get(address).copied().unwrap_or(Health::new(*address)))
             .collect();
+        let mut addresses = addresses.to_vec();
+        addresses.sort_unstable();
         Self {
+            addresses,
             state: Mutex::new(State { endpoints, next: 0 }),
         }
     }
 
     /// How many endpoints there are.
     pub fn len(&self) -> usize {
-        self.lock().endpoints.len()
+        self.addresses.len()
+    }
+
+    /// Whether `address` is one of the endpoints.
+    pub fn contains(&self, address: SocketAddr) -> bool {
+        self.addresses.binary_search(&address).is_ok()
     }
 
     /// The next endpoint to try that is not in `tried`: the next in
@@ -204,6 +214,15 @@ mod tests {
         balancer.succeeded(addresses(2)[0]);
 
         assert_eq!(picks(&balancer, now, 2), [1, 2]);
+    }
+
+    #[test]
+    fn only_its_endpoints_are_contained() {
+        let balancer = Balancer::new(&addresses(3)[1..], None);
+
+        assert!(balancer.contains(addresses(3)[2]));
+        assert!(!balancer.contains(addresses(3)[0]));
+        assert_eq!(balancer.len(), 2);
     }
 
     #[test]

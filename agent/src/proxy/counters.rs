@@ -40,6 +40,10 @@ pub struct Counters {
     /// Outbound attempts at one endpoint that failed to connect or to
     /// complete the handshake.
     pub outbound_endpoint_failed: AtomicU64,
+    /// Outbound connections closed because a change no longer allowed
+    /// their server: its serial denied, its CA distrusted while its
+    /// certificate is valid, its endpoint or route removed.
+    pub outbound_revoked: AtomicU64,
 }
 
 impl Counters {
@@ -78,6 +82,7 @@ impl Counters {
             ("outbound_connected", &self.outbound_connected),
             ("outbound_unreachable", &self.outbound_unreachable),
             ("outbound_endpoint_failed", &self.outbound_endpoint_failed),
+            ("outbound_revoked", &self.outbound_revoked),
         ];
         named
             .into_iter()

@@ -2,6 +2,7 @@
 //! one side stops sending, the other side's write half is shut down and the
 //! other direction goes on until it ends too.
 
+use std::future::Future;
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -20,6 +21,43 @@ pub struct Transferred {
     pub sent: u64,
     /// From the upstream side to the downstream side.
     pub received: u64,
+}
+
+/// How a carried connection ended.
+#[derive(Debug)]
+pub struct Carried {
+    pub transferred: Transferred,
+    /// Why it ended otherwise than by both sides finishing.
+    pub error: Option<String>,
+}
+
+/// [`forward`]s until both directions end, or until `cut` resolves, which
+/// drops both sides at once and gives `why` as the error.
+pub async fn forward_until<D, U>(
+    downstream: D,
+    upstream: U,
+    cut: impl Future<Output = ()>,
+    why: &str,
+) -> Carried
+where
+    D: AsyncRead + AsyncWrite,
+    U: AsyncRead + AsyncWrite,
+{
+    let forwarded = tokio::select! {
+        forwarded = forward(downstream, upstream) => forwarded.map_err(|error| error.to_string()),
+        () = cut => Err(why.to_owned()),
+    };
+
+    match forwarded {
+        Ok(transferred) => Carried {
+            transferred,
+            error: None,
+        },
+        Err(error) => Carried {
+            transferred: Transferred::default(),
+            error: Some(error),
+        },
+    }
 }
 
 /// Copies `downstream` to `upstream` and back until both directions end.

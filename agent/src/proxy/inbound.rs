@@ -16,11 +16,12 @@ use tokio_rustls::server::TlsStream;
 use tracing::field;
 
 use super::counters::Counters;
-use super::forward::forward;
+use super::forward::forward_until;
 use super::handshakes::{Crowded, HandshakeLimit, Slot};
 use super::presented::{self, Presented};
-use super::registry::{Admitted, Established, Refusal};
-use super::{Context, listeners, peer, proxy_protocol, tls};
+use super::registry::{Admitted, InboundConnection, InboundRefusal, PeerCertificate};
+use super::verified::Role;
+use super::{Context, listeners, proxy_protocol, tls};
 use crate::authz::Caller;
 
 /// Why an admitted connection did not reach the application.
@@ -98,11 +99,8 @@ impl Inbound {
         };
         let caller = established.caller.identity.clone();
 
-        let admitted = match self
-            .context
-            .registry
-            .admit(established, &self.context.tables)
-        {
+        let registry = &self.context.inbound_connections;
+        let admitted = match registry.admit(established, &self.context.tables) {
             Ok(admitted) => admitted,
             Err(refusal) => return self.refused(&caller, &refusal),
         };
@@ -132,7 +130,7 @@ impl Inbound {
         stream: TcpStream,
         peer: SocketAddr,
         acceptor: TlsAcceptor,
-    ) -> Option<(TlsStream<TcpStream>, Established)> {
+    ) -> Option<(TlsStream<TcpStream>, InboundConnection)> {
         let counters = &self.context.counters;
         let anchors = self.context.trust.get().anchors.clone();
         let verified_at = UnixTime::now();
@@ -164,21 +162,17 @@ impl Inbound {
             .peer_certificates()
             .unwrap_or_default()
             .to_vec();
-        let identified = match chain.first().map(peer::identify) {
-            Some(Ok(identified)) => identified,
-            _ => {
+        let certificate = match PeerCertificate::read(Role::Client, chain, verified_at, anchors) {
+            Ok(certificate) => certificate,
+            Err(error) => {
                 Counters::bump(&counters.inbound_handshake_failed);
-                tracing::info!(workload = %self.workload, "no usable peer certificate");
+                tracing::info!(workload = %self.workload, %error, "no usable peer certificate");
                 return None;
             }
         };
-        let established = Established {
-            caller: Caller::new(&identified.spiffe_id, peer.ip()),
-            serial: identified.serial,
-            not_after: identified.not_after,
-            chain,
-            verified_at,
-            anchors,
+        let established = InboundConnection {
+            caller: Caller::new(&certificate.spiffe_id, peer.ip()),
+            certificate,
             workload: self.workload.clone(),
             listen: self.listen,
         };
@@ -209,10 +203,10 @@ impl Inbound {
         tracing::debug!(workload = %self.workload, reason = %crowded, "connection closed at once");
     }
 
-    fn refused(&self, caller: &str, refusal: &Refusal) {
+    fn refused(&self, caller: &str, refusal: &InboundRefusal) {
         Counters::bump(&self.context.counters.inbound_denied);
         let rule = match refusal {
-            Refusal::Denied(decision) => decision.to_string(),
+            InboundRefusal::Denied(decision) => decision.to_string(),
             _ => "-".to_owned(),
         };
         tracing::info!(
@@ -225,8 +219,8 @@ impl Inbound {
         );
     }
 
-    fn log_audits(&self, caller: &str, admitted: &Admitted) {
-        for audited in &admitted.decision.audited {
+    fn log_audits(&self, caller: &str, admitted: &Admitted<InboundConnection>) {
+        for audited in &admitted.grant.decision.audited {
             tracing::info!(
                 target: "palisade_agent::audit",
                 %caller,
@@ -241,12 +235,12 @@ impl Inbound {
     /// Connects to the application and sends the PROXY header when asked.
     async fn app(
         &self,
-        admitted: &Admitted,
+        admitted: &Admitted<InboundConnection>,
         peer: SocketAddr,
         reached: SocketAddr,
         caller: &str,
     ) -> Result<TcpStream, AppError> {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, admitted.route.app_port));
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, admitted.grant.route.app_port));
         let connect = timeout(
             self.context.settings.handshake_timeout,
             TcpStream::connect(address),
@@ -271,31 +265,21 @@ impl Inbound {
         tls: TlsStream<TcpStream>,
         app: TcpStream,
         caller: &str,
-        admitted: &Admitted,
+        admitted: &Admitted<InboundConnection>,
     ) {
         let started = Instant::now();
-        let outcome = tokio::select! {
-            forwarded = forward(tls, app) => Some(forwarded),
-            () = admitted.registration.closed() => None,
-        };
+        let cut = admitted.registration.closed();
+        let carried = forward_until(tls, app, cut, "closed by a policy change").await;
 
-        let (transferred, error) = match outcome {
-            Some(Ok(transferred)) => (transferred, None),
-            Some(Err(error)) => (Default::default(), Some(error.to_string())),
-            None => (
-                Default::default(),
-                Some("closed by a policy change".to_owned()),
-            ),
-        };
         tracing::info!(
             target: "palisade_agent::access",
             %caller,
             workload = %self.workload,
-            rule = %admitted.decision,
-            sent = transferred.sent,
-            received = transferred.received,
+            rule = %admitted.grant.decision,
+            sent = carried.transferred.sent,
+            received = carried.transferred.received,
             duration_ms = started.elapsed().as_millis() as u64,
-            error = error.as_deref(),
+            error = carried.error.as_deref(),
             "inbound connection closed"
         );
     }

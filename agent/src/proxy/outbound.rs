@@ -1,11 +1,12 @@
 //! Outbound connections from a local client: carried over mTLS, with the
-//! local workload's SVID, to one of the service's endpoints.
+//! local workload's SVID, to one of the service's endpoints, while the
+//! registry finds the server allowed.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{ServerName, UnixTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, timeout};
@@ -13,8 +14,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::counters::Counters;
-use super::forward::forward;
+use super::forward::forward_until;
+use super::peer::PeerError;
+use super::registry::{Admitted, OutboundConnection, OutboundRefusal, PeerCertificate};
 use super::tables::OutboundRoute;
+use super::verified::Role;
 use super::{Context, listeners};
 
 /// Why a connection to one endpoint failed.
@@ -24,12 +28,15 @@ enum EndpointError {
     Io(#[from] io::Error),
     #[error("connect and handshake did not finish in time")]
     Timeout,
+    #[error("the server's certificate names no peer: {0}")]
+    Peer(#[from] PeerError),
 }
 
 /// What a local client's connection is carried by.
 struct Upstream {
     endpoint: SocketAddr,
     stream: TlsStream<TcpStream>,
+    server: PeerCertificate,
 }
 
 /// Accepts local clients on `listener`, for `workload` calling `service`,
@@ -58,7 +65,7 @@ pub async fn serve(
 }
 
 /// Carries one local client's connection, or closes it when no endpoint
-/// can be reached.
+/// can be reached or the server is no longer allowed.
 async fn connection(
     client: TcpStream,
     route: Option<Arc<OutboundRoute>>,
@@ -78,23 +85,63 @@ async fn connection(
         );
         return;
     };
-    Counters::bump(&context.counters.outbound_connected);
+    let endpoint = upstream.endpoint;
 
-    let started = Instant::now();
-    let forwarded = forward(client, upstream.stream).await;
-    let (transferred, error) = match forwarded {
-        Ok(transferred) => (transferred, None),
-        Err(error) => (Default::default(), Some(error.to_string())),
+    let established = OutboundConnection {
+        route: route.clone(),
+        endpoint,
+        server: upstream.server,
     };
+    let registry = &context.outbound_connections;
+    let admitted = match registry.admit(established, &context.tables) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refused(&route, endpoint, &refusal, &context),
+    };
+    Counters::bump(&context.counters.outbound_connected);
+    carry(client, upstream.stream, &route, endpoint, admitted).await;
+}
+
+/// Closes a connection whose server a change refused during the handshake.
+fn refused(
+    route: &OutboundRoute,
+    endpoint: SocketAddr,
+    refusal: &OutboundRefusal,
+    context: &Context,
+) {
+    Counters::bump(&context.counters.outbound_revoked);
     tracing::info!(
         target: "palisade_agent::access",
         workload = %route.workload,
         service = %route.service,
-        endpoint = %upstream.endpoint,
-        sent = transferred.sent,
-        received = transferred.received,
+        %endpoint,
+        reason = %refusal,
+        "outbound connection refused"
+    );
+}
+
+/// Forwards until both sides finish or the registry closes the
+/// connection, then logs the access line.
+async fn carry(
+    client: TcpStream,
+    upstream: TlsStream<TcpStream>,
+    route: &OutboundRoute,
+    endpoint: SocketAddr,
+    admitted: Admitted<OutboundConnection>,
+) {
+    let started = Instant::now();
+    let cut = admitted.registration.closed();
+    let why = "closed by a change: the server is no longer allowed";
+    let carried = forward_until(client, upstream, cut, why).await;
+
+    tracing::info!(
+        target: "palisade_agent::access",
+        workload = %route.workload,
+        service = %route.service,
+        %endpoint,
+        sent = carried.transferred.sent,
+        received = carried.transferred.received,
         duration_ms = started.elapsed().as_millis() as u64,
-        error = error.as_deref(),
+        error = carried.error.as_deref(),
         "outbound connection closed"
     );
 }
@@ -109,14 +156,18 @@ async fn connect(route: &OutboundRoute, context: &Context) -> Option<Upstream> {
         tried.push(endpoint);
         let attempt = timeout(
             context.settings.handshake_timeout,
-            attempt(&connector, endpoint),
+            attempt(&connector, endpoint, context),
         );
         let result = attempt.await.unwrap_or(Err(EndpointError::Timeout));
 
         match result {
-            Ok(stream) => {
+            Ok((stream, server)) => {
                 route.balancer.succeeded(endpoint);
-                return Some(Upstream { endpoint, stream });
+                return Some(Upstream {
+                    endpoint,
+                    stream,
+                    server,
+                });
             }
             Err(error) => {
                 Counters::bump(&context.counters.outbound_endpoint_failed);
@@ -134,13 +185,23 @@ async fn connect(route: &OutboundRoute, context: &Context) -> Option<Upstream> {
     None
 }
 
+/// Connects to `endpoint` and completes the handshake; returns the
+/// stream and the server's certificate as the handshake verified it.
 async fn attempt(
     connector: &TlsConnector,
     endpoint: SocketAddr,
-) -> Result<TlsStream<TcpStream>, EndpointError> {
+    context: &Context,
+) -> Result<(TlsStream<TcpStream>, PeerCertificate), EndpointError> {
+    let anchors = context.trust.get().anchors.clone();
+    let verified_at = UnixTime::now();
     let stream = TcpStream::connect(endpoint).await?;
     let _ = stream.set_nodelay(true);
 
     let name = ServerName::IpAddress(endpoint.ip().into());
-    Ok(connector.connect(name, stream).await?)
+    let stream = connector.connect(name, stream).await?;
+
+    // The verifier checked the chain already; this only reads it again.
+    let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    let server = PeerCertificate::read(Role::Server, chain.to_vec(), verified_at, anchors)?;
+    Ok((stream, server))
 }

@@ -19,6 +19,8 @@ pub struct Peer {
 /// Why a certificate names no usable peer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    #[error("no certificate was presented")]
+    Missing,
     #[error("the certificate does not parse")]
     Malformed,
     #[error("the certificate has {0} URI SANs; an SVID has exactly one")]

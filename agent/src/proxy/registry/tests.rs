@@ -1,18 +1,22 @@
-//! What changes of trust do to an established connection, judged at
-//! chosen moments: a caller's certificate valid from 2020 until 2030,
-//! verified in 2025, its connection judged again in 2026 (certificate
-//! still valid) or in 2031 (expired).
+//! What changes of tables do to established connections, judged at chosen
+//! moments: the peer's certificate valid from 2020 until 2030, verified in
+//! 2025, its connection judged again in 2026 (certificate still valid) or
+//! in 2031 (expired).
+//!
+//! Inbound and outbound connections hold their peer's certificate alike,
+//! so the changes of trust below are run for both kinds (see [`Kind`]).
+
+mod inbound;
+mod outbound;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::*;
-use crate::authz::Policy;
-use crate::proxy::peer;
-use crate::proxy::tests::support::{Leaf, TD, TestCa, Validity, allow, identities, spiffe_id};
+use crate::proxy::tests::support::{Leaf, TestCa, Validity, spiffe_id};
+use crate::proxy::trust::{Anchors, Trust};
+use crate::proxy::verified::Role;
 
-const WORKLOAD: &str = "shop/api-1";
 const VERIFIED: u64 = 1_735_689_600; // 2025-01-01
 const STILL_VALID: u64 = 1_767_225_600; // 2026-01-01
 const EXPIRED: u64 = 1_924_992_000; // 2031-01-01
@@ -21,62 +25,48 @@ fn at(seconds: u64) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(seconds))
 }
 
-fn listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 15008))
-}
-
-fn web() -> String {
-    spiffe_id("shop", "web")
-}
-
 /// The bundle of these CAs, in this order.
 fn bundle(cas: &[&TestCa]) -> String {
     cas.iter().map(|ca| ca.bundle_pem()).collect()
 }
 
-/// Tables that serve shop/api-1 to `callers`, trust `bundle_pem` and deny
-/// `denied`; anchors are kept from `previous` when the bundle is the same.
-fn tables(bundle_pem: &str, denied: &[&str], callers: &[&str], previous: &Tables) -> Tables {
+/// Tables that trust `bundle_pem` and deny `denied`, keeping the anchors
+/// of `previous` when the bundle is the same.
+fn trusting(bundle_pem: &str, denied: &[&str], previous: &Tables) -> Tables {
     let denied: BTreeSet<String> = denied.iter().map(|s| (*s).to_owned()).collect();
-    let policy = Policy::compile(&allow("shop", "api", vec![identities(callers)]), TD);
-    let route = InboundRoute {
-        workload: WORKLOAD.to_owned(),
-        listen: listen(),
-        app_port: 8080,
-        port: 8080,
-        policy,
-    };
-
     let mut tables = Tables::default();
     tables.trust = Arc::new(Trust::new(bundle_pem, denied, &previous.trust));
-    tables.inbound.insert(WORKLOAD.to_owned(), Arc::new(route));
     tables
 }
 
-/// A registry holding one connection of shop/web, whose certificate
-/// `caller` was verified in 2025 by `tables`.
-struct Connected {
-    registry: Arc<Registry>,
+/// A certificate for `spiffe_id` from `ca`, valid from 2020 until 2030.
+fn until_2030(ca: &TestCa, spiffe_id: &str) -> Leaf {
+    let end = rcgen::date_time_ymd(2030, 1, 1);
+    ca.leaf_with(&[spiffe_id], Validity::Until(end))
+}
+
+/// `leaf` as a connection holds it, verified as `role` in 2025 by
+/// `anchors`.
+fn held(leaf: &Leaf, role: Role, anchors: &Arc<Anchors>) -> PeerCertificate {
+    let chain = vec![leaf.certificate.clone()];
+    PeerCertificate::read(role, chain, at(VERIFIED), anchors.clone()).unwrap()
+}
+
+/// A registry holding one connection, admitted by `tables`.
+struct Connected<C: Judged> {
+    registry: Arc<Registry<C>>,
     counters: Counters,
     tables: Arc<Tables>,
     /// Keeps the connection in the registry.
-    _admitted: Admitted,
+    _admitted: Admitted<C>,
 }
 
-impl Connected {
-    fn admit(caller: &Leaf, tables: Tables) -> Self {
-        let identified = peer::identify(&caller.certificate).unwrap();
+impl<C: Judged> Connected<C> {
+    /// Admits the connection that `connect` makes with the anchors of
+    /// `tables`.
+    fn admit(tables: Tables, connect: impl FnOnce(&Arc<Anchors>) -> C) -> Self {
         let tables = Arc::new(tables);
-        let connection = Established {
-            caller: Caller::new(&identified.spiffe_id, IpAddr::from([127, 0, 0, 1])),
-            serial: identified.serial,
-            not_after: identified.not_after,
-            chain: vec![caller.certificate.clone()],
-            verified_at: at(VERIFIED),
-            anchors: tables.trust.anchors.clone(),
-            workload: WORKLOAD.to_owned(),
-            listen: listen(),
-        };
+        let connection = connect(&tables.trust.anchors);
         let current = Current::default();
         current.replace(tables.clone());
 
@@ -103,101 +93,145 @@ impl Connected {
     }
 }
 
-fn until_2030(ca: &TestCa) -> Leaf {
-    let end = rcgen::date_time_ymd(2030, 1, 1);
-    ca.leaf_with(&[&web()], Validity::Until(end))
+/// One kind of connection: the tables that allow it, and how it is made.
+trait Kind: Judged + Sized {
+    /// The service account of the peer, in namespace `shop`.
+    const PEER: &'static str;
+
+    /// Tables that allow the connection, trust `bundle_pem` and deny
+    /// `denied`; anchors are kept from `previous` when the bundle is the
+    /// same.
+    fn tables(bundle_pem: &str, denied: &[&str], previous: &Tables) -> Tables;
+
+    /// The registry of one connection whose peer presented `leaf`, verified
+    /// in 2025 by `tables`.
+    fn connected(leaf: &Leaf, tables: Tables) -> Connected<Self>;
+
+    /// The counter of connections of this kind that changes closed.
+    fn closed_count(counters: &Counters) -> u64;
 }
 
-#[test]
-fn preparing_activating_and_retiring_a_ca_keeps_the_connection() {
-    let (old, new) = (TestCa::new(), TestCa::new());
-    let caller = until_2030(&old);
-    let mut connected = Connected::admit(
-        &caller,
-        tables(old.bundle_pem(), &[], &[&web()], &Tables::default()),
-    );
-
-    let prepared = tables(&bundle(&[&old, &new]), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(prepared, STILL_VALID), 0);
-    let activated = tables(&bundle(&[&new, &old]), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(activated, STILL_VALID), 0);
-    let retired = tables(new.bundle_pem(), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(retired, EXPIRED), 0);
-
-    assert!(connected.open());
-    assert_eq!(Counters::read(&connected.counters.inbound_revoked), 0);
+/// A connection whose peer's certificate the `old` CA signed, and the CA
+/// that follows it.
+struct Rotating<K: Kind> {
+    old: TestCa,
+    new: TestCa,
+    leaf: Leaf,
+    connected: Connected<K>,
 }
 
-#[test]
-fn a_retired_ca_stays_out_of_later_judgements() {
-    let (old, new) = (TestCa::new(), TestCa::new());
-    let caller = until_2030(&old);
-    let mut connected = Connected::admit(
-        &caller,
-        tables(old.bundle_pem(), &[], &[&web()], &Tables::default()),
-    );
-    let retired = tables(new.bundle_pem(), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(retired, EXPIRED), 0);
+impl<K: Kind> Rotating<K> {
+    fn start() -> Self {
+        let (old, new) = (TestCa::new(), TestCa::new());
+        let leaf = until_2030(&old, &spiffe_id("shop", K::PEER));
+        let tables = K::tables(old.bundle_pem(), &[], &Tables::default());
+        let connected = K::connected(&leaf, tables);
+        Self {
+            old,
+            new,
+            leaf,
+            connected,
+        }
+    }
+
+    /// Applies `bundle_pem` and `denied` at `now`; returns how many
+    /// connections closed.
+    fn change(&mut self, bundle_pem: &str, denied: &[&str], now: u64) -> usize {
+        let next = K::tables(bundle_pem, denied, &self.connected.tables);
+        self.connected.change(next, now)
+    }
+
+    /// Applies `bundle_pem` with the peer's serial denied, at `now`.
+    fn deny_serial(&mut self, bundle_pem: &str, now: u64) -> usize {
+        let serial = self.leaf.serial.clone();
+        self.change(bundle_pem, &[&serial], now)
+    }
+
+    /// Whether the connection was closed, and counted once.
+    fn closed_once(&self) -> bool {
+        !self.connected.open() && K::closed_count(&self.connected.counters) == 1
+    }
+
+    /// Retires the old CA once the certificate has expired.
+    fn retired() -> Self {
+        let mut rotating = Self::start();
+        let new = rotating.new.bundle_pem().to_owned();
+        assert_eq!(rotating.change(&new, &[], EXPIRED), 0);
+        rotating
+    }
+}
+
+fn denying_the_serial_closes_the_connection<K: Kind>() {
+    let mut rotating = Rotating::<K>::start();
+
+    let old = rotating.old.bundle_pem().to_owned();
+
+    assert_eq!(rotating.deny_serial(&old, STILL_VALID), 1);
+    assert!(rotating.closed_once());
+}
+
+fn preparing_activating_and_retiring_a_ca_keeps_the_connection<K: Kind>() {
+    let mut rotating = Rotating::<K>::start();
+    let (old, new) = (&rotating.old, &rotating.new);
+    let steps = [
+        (bundle(&[old, new]), STILL_VALID),
+        (bundle(&[new, old]), STILL_VALID),
+        (bundle(&[new]), EXPIRED),
+    ];
+
+    for (bundle_pem, now) in steps {
+        assert_eq!(rotating.change(&bundle_pem, &[], now), 0);
+    }
+    assert!(rotating.connected.open());
+    assert_eq!(K::closed_count(&rotating.connected.counters), 0);
+}
+
+fn a_retired_ca_stays_out_of_later_judgements<K: Kind>() {
+    let mut rotating = Rotating::<K>::retired();
 
     let next = TestCa::new();
-    let rotated_again = tables(&bundle(&[&new, &next]), &[], &[&web()], &connected.tables);
+    let rotated_again = bundle(&[&rotating.new, &next]);
 
-    assert_eq!(connected.change(rotated_again, EXPIRED), 0);
-    assert!(connected.open());
+    assert_eq!(rotating.change(&rotated_again, &[], EXPIRED), 0);
+    assert!(rotating.connected.open());
 }
 
-#[test]
-fn dropping_the_ca_of_a_certificate_still_valid_closes_the_connection() {
-    let (old, new) = (TestCa::new(), TestCa::new());
-    let caller = until_2030(&old);
-    let mut connected = Connected::admit(
-        &caller,
-        tables(old.bundle_pem(), &[], &[&web()], &Tables::default()),
-    );
+fn dropping_the_ca_of_a_certificate_still_valid_closes_the_connection<K: Kind>() {
+    let mut rotating = Rotating::<K>::start();
 
-    let distrusted = tables(new.bundle_pem(), &[], &[&web()], &connected.tables);
+    let new = rotating.new.bundle_pem().to_owned();
 
-    assert_eq!(connected.change(distrusted, STILL_VALID), 1);
-    assert!(!connected.open());
-    assert_eq!(Counters::read(&connected.counters.inbound_revoked), 1);
+    assert_eq!(rotating.change(&new, &[], STILL_VALID), 1);
+    assert!(rotating.closed_once());
 }
 
-#[test]
-fn after_a_rotation_the_deny_list_still_closes_the_connection() {
-    let (old, new) = (TestCa::new(), TestCa::new());
-    let caller = until_2030(&old);
-    let mut connected = Connected::admit(
-        &caller,
-        tables(old.bundle_pem(), &[], &[&web()], &Tables::default()),
-    );
-    let retired = tables(new.bundle_pem(), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(retired, EXPIRED), 0);
+fn after_a_rotation_the_deny_list_still_closes_the_connection<K: Kind>() {
+    let mut rotating = Rotating::<K>::retired();
 
-    let denied = tables(
-        new.bundle_pem(),
-        &[&caller.serial],
-        &[&web()],
-        &connected.tables,
-    );
+    let new = rotating.new.bundle_pem().to_owned();
 
-    assert_eq!(connected.change(denied, EXPIRED), 1);
-    assert!(!connected.open());
+    assert_eq!(rotating.deny_serial(&new, EXPIRED), 1);
+    assert!(rotating.closed_once());
 }
 
-#[test]
-fn after_a_rotation_a_policy_change_still_closes_the_connection() {
-    let (old, new) = (TestCa::new(), TestCa::new());
-    let caller = until_2030(&old);
-    let mut connected = Connected::admit(
-        &caller,
-        tables(old.bundle_pem(), &[], &[&web()], &Tables::default()),
-    );
-    let retired = tables(new.bundle_pem(), &[], &[&web()], &connected.tables);
-    assert_eq!(connected.change(retired, EXPIRED), 0);
-
-    let cart = spiffe_id("shop", "cart");
-    let narrowed = tables(new.bundle_pem(), &[], &[&cart], &connected.tables);
-
-    assert_eq!(connected.change(narrowed, EXPIRED), 1);
-    assert!(!connected.open());
+/// One `#[test]` for `kind` per change of trust above.
+macro_rules! changes_of_trust {
+    ($kind:ty) => {
+        changes_of_trust!(
+            $kind: denying_the_serial_closes_the_connection,
+            preparing_activating_and_retiring_a_ca_keeps_the_connection,
+            a_retired_ca_stays_out_of_later_judgements,
+            dropping_the_ca_of_a_certificate_still_valid_closes_the_connection,
+            after_a_rotation_the_deny_list_still_closes_the_connection
+        );
+    };
+    ($kind:ty: $($change:ident),+) => {
+        $(
+            #[test]
+            fn $change() {
+                super::$change::<$kind>();
+            }
+        )+
+    };
 }
+use changes_of_trust;

@@ -150,3 +150,102 @@ async fn outbound_refuses_a_server_with_the_wrong_spiffe_id() {
     assert_eq!(harness.read(&counters.outbound_endpoint_failed), 1);
     assert!(impostor_app.untouched());
 }
+
+/// shop/web calling shop/api, whose one endpoint is served by this data
+/// path too.
+struct Calling {
+    harness: Harness,
+    ca: TestCa,
+    /// shop/api-1's certificate.
+    server: Leaf,
+    service: u16,
+    snapshot: Snapshot,
+}
+
+impl Calling {
+    async fn start() -> Self {
+        let ca = TestCa::new();
+        let harness = Harness::start(settings()).await;
+        let app = App::start("api-1", false).await;
+        let [api_inbound, web_inbound, service] =
+            [free_port().await, free_port().await, free_port().await];
+
+        let (server, web_leaf) = (ca.leaf(&api()), ca.leaf(&web()));
+        let svids = [("shop/api-1", &server), ("shop/web", &web_leaf)];
+        harness.publish(&ca, &svids).await;
+        let workloads = vec![
+            workload("shop", "api-1", "api", api_inbound, app.port),
+            web_workload(web_inbound, free_port().await),
+        ];
+        let policy = allow("shop", "api", vec![identities(&[&web()])]);
+        let snapshot = snapshot(&ca, workloads, vec![policy]);
+        let snapshot = with_endpoints(snapshot, endpoints(service, &[api_inbound]));
+        harness.apply(snapshot.clone()).await;
+
+        Self {
+            harness,
+            ca,
+            server,
+            service,
+            snapshot,
+        }
+    }
+
+    /// A local client's connection to shop/api, answered once.
+    async fn client(&self) -> TcpStream {
+        let mut client = TcpStream::connect(web_side(self.service)).await.unwrap();
+        assert_eq!(exchange(&mut client, "hello").await, "api-1:hello");
+        client
+    }
+
+    async fn apply(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut snapshot = self.snapshot.clone();
+        snapshot.revision += 1;
+        change(&mut snapshot);
+        self.harness.apply(snapshot).await;
+    }
+
+    fn revoked(&self) -> u64 {
+        self.harness.read(&self.harness.counters.outbound_revoked)
+    }
+}
+
+#[tokio::test]
+async fn denying_the_servers_serial_closes_the_established_connection() {
+    let calling = Calling::start().await;
+    let mut client = calling.client().await;
+
+    let serial = calling.server.serial.clone();
+    calling.apply(|s| _ = s.denied_serials.insert(serial)).await;
+
+    assert!(closed(&mut client).await);
+    assert_eq!(calling.revoked(), 1);
+    let counters = &calling.harness.counters;
+    assert_eq!(calling.harness.read(&counters.inbound_revoked), 0);
+}
+
+#[tokio::test]
+async fn removing_the_services_endpoints_closes_the_established_connection() {
+    let calling = Calling::start().await;
+    let mut client = calling.client().await;
+
+    calling.apply(|s| s.endpoints.clear()).await;
+
+    assert!(closed(&mut client).await);
+    assert_eq!(calling.revoked(), 1);
+}
+
+#[tokio::test]
+async fn a_ca_joining_the_bundle_leaves_the_established_connection_open() {
+    let calling = Calling::start().await;
+    let mut client = calling.client().await;
+
+    let next = TestCa::new();
+    let both = [calling.ca.bundle_pem(), next.bundle_pem()].concat();
+    calling
+        .apply(|s| s.bundle.as_mut().unwrap().x509_pem = both)
+        .await;
+
+    assert_eq!(exchange(&mut client, "prepared").await, "api-1:prepared");
+    assert_eq!(calling.revoked(), 0);
+}
