@@ -2,9 +2,11 @@
 //!
 //! Trees: `resources` (key to revision header and JSON document), `changes`
 //! (revision to change batch), `audit` (sequence to entry), `meta` (format,
-//! revision, audit head) and `system` (sealed keys and settings). Writers
-//! queue their writes for the committer thread, which commits whatever is
-//! queued as one sled transaction and syncs once for all of it.
+//! revision, audit head) and `system` (sealed keys and settings); beside
+//! them, the file `acknowledged` says how far the history reached when the
+//! store last answered a writer. Writers queue their writes for the
+//! committer thread, which commits whatever is queued as one sled
+//! transaction and syncs once for all of it.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Sender};
@@ -23,6 +25,7 @@ use crate::audit::{AuditChain, AuditEntry, AuditRecord, GENESIS_HASH, Verificati
 use committer::{Committer, Job};
 use durable::Durability;
 
+mod acknowledged;
 mod committer;
 mod durable;
 mod group;
@@ -70,7 +73,7 @@ impl SledStore {
     /// starts its committer thread.
     pub fn open(path: &Path, chain: AuditChain) -> Result<Self, StoreError> {
         let trees = open_trees(path)?;
-        let head = integrity::check(&trees)?;
+        let head = integrity::check(&trees, acknowledged::read(path)?)?;
 
         let (jobs, queue) = mpsc::channel();
         let inner = Arc::new(Inner {
@@ -88,7 +91,9 @@ impl SledStore {
             detail: format!("{what}: {e}"),
         };
         let durability = Durability::open(path).map_err(|e| open_error("opening the log", e))?;
-        Committer::spawn(Arc::downgrade(&inner), queue, head, durability)
+        let recorder = acknowledged::Recorder::open(path, &head)
+            .map_err(|e| open_error("recording the acknowledged head", e))?;
+        Committer::spawn(Arc::downgrade(&inner), queue, head, durability, recorder)
             .map_err(|e| open_error("starting the committer", e))?;
         Ok(Self { inner })
     }
@@ -121,9 +126,18 @@ impl SledStore {
 }
 
 fn open_trees(path: &Path) -> Result<Trees, StoreError> {
-    let open_error = |e: ::sled::Error| StoreError::Open {
-        path: path.display().to_string(),
-        detail: e.to_string(),
+    let open_error = |e: ::sled::Error| match e {
+        ::sled::Error::Corruption { at, .. } => {
+            let place = at.map(|at| format!(" at offset {} of its log", at.lid()));
+            StoreError::Damaged(format!(
+                "sled found corrupt data{}",
+                place.unwrap_or_default()
+            ))
+        }
+        e => StoreError::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        },
     };
     let db = ::sled::Config::new()
         .path(path)

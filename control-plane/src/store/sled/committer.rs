@@ -1,6 +1,7 @@
 //! The committer: one thread that takes every write queued since its last
-//! round, commits them as one [`Group`], syncs the disk once, publishes the
-//! change batches to watchers, and only then answers the writers.
+//! round, commits them as one [`Group`], syncs the disk once, records how
+//! far the history now reaches, publishes the change batches to watchers,
+//! and only then answers the writers.
 //!
 //! A round costs one sled transaction and one flush whatever its size, so
 //! writers that arrive while a round is under way share the next one. The
@@ -14,6 +15,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::oneshot;
 
 use super::Inner;
+use super::acknowledged::Recorder;
 use super::durable::Durability;
 use super::group::Group;
 use super::integrity::Head;
@@ -69,6 +71,7 @@ pub(super) struct Committer {
     jobs: Receiver<Job>,
     head: Head,
     durability: Durability,
+    acknowledged: Recorder,
 }
 
 impl Committer {
@@ -78,12 +81,14 @@ impl Committer {
         jobs: Receiver<Job>,
         head: Head,
         durability: Durability,
+        acknowledged: Recorder,
     ) -> std::io::Result<()> {
         let committer = Self {
             inner,
             jobs,
             head,
             durability,
+            acknowledged,
         };
         std::thread::Builder::new()
             .name("store-committer".into())
@@ -141,6 +146,10 @@ impl Committer {
             let failure = inner.failure.get_or_init(|| error);
             let failed = || StoreError::Failed(failure.clone());
             return replies.into_iter().map(|r| r.fail(failed)).collect();
+        }
+        if let Err(error) = self.acknowledged.record(&self.head) {
+            let file = self.acknowledged.path().display();
+            tracing::warn!(%error, %file, "recording the acknowledged head failed");
         }
         publish(inner, batches);
         replies

@@ -1,10 +1,12 @@
-//! The checks a sled store passes before it serves: the format marker, a
-//! revision that matches the newest change-log entry, an audit head that
-//! matches the newest audit entry, and resources whose headers and documents
-//! read back. A store that fails any of them is refused, not repaired.
+//! The checks a sled store passes before it serves: a revision that matches
+//! the newest change-log entry, an audit head that matches the newest audit
+//! entry, a history that reaches as far as the store last acknowledged, the
+//! format marker, and resources whose headers and documents read back. A
+//! store that fails any of them is refused, not repaired.
 
 use ::sled::Tree;
 
+use super::acknowledged::{self, Acknowledged};
 use super::{
     FORMAT, META_AUDIT_HEAD, META_FORMAT, META_REVISION, Trees, decode_resource, decode_u64,
     empty_head,
@@ -19,19 +21,21 @@ pub(super) struct Head {
     pub audit_hash: String,
 }
 
-/// Checks the store, marks a new one with the format, and returns its head.
-pub(super) fn check(trees: &Trees) -> Result<Head, StoreError> {
-    check_format(trees)?;
-
+/// Checks the store against itself and against the head it last
+/// `acknowledged`, marks a new one with the format, and returns its head.
+pub(super) fn check(trees: &Trees, acknowledged: Option<Acknowledged>) -> Result<Head, StoreError> {
     let revision = check_revision(trees)?;
     let (audit_sequence, audit_hash) = check_audit_head(trees)?;
-    check_resources(&trees.resources, revision)?;
-
-    Ok(Head {
+    let head = Head {
         revision,
         audit_sequence,
         audit_hash,
-    })
+    };
+    acknowledged::check(&head, acknowledged)?;
+
+    check_format(trees)?;
+    check_resources(&trees.resources, revision)?;
+    Ok(head)
 }
 
 fn check_format(trees: &Trees) -> Result<(), StoreError> {

@@ -239,6 +239,30 @@ async fn store_whose_revision_disagrees_with_its_log_is_refused() {
 }
 
 #[tokio::test]
+async fn store_whose_log_ends_before_what_it_acknowledged_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for key in ["Node//a", "Node//b", "Node//c"] {
+        store.write(put(key, vec![])).await.unwrap();
+    }
+    drop(store);
+    let acknowledged = dir.path().join("store/acknowledged");
+    let recorded = std::fs::read_to_string(&acknowledged).unwrap();
+    assert_eq!(recorded, format!("{:020} {:020}\n", 3, 3));
+
+    std::fs::write(&acknowledged, format!("{:020} {:020}\n", 5, 5)).unwrap();
+    let error = SledStore::open(&dir.path().join("store"), chain()).unwrap_err();
+
+    assert!(matches!(error, StoreError::Damaged(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("ends at revision 3 and audit entry 3, but revision 5"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn list_pages_stop_at_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -259,7 +283,7 @@ async fn list_pages_stop_at_the_prefix() {
 fn in_one_round(test: impl FnOnce(Group<'_>)) {
     let dir = tempfile::tempdir().unwrap();
     let trees = super::open_trees(&dir.path().join("store")).unwrap();
-    let head = super::integrity::check(&trees).unwrap();
+    let head = super::integrity::check(&trees, None).unwrap();
     let chain = chain();
 
     test(Group::new(&trees, &chain, &head));
