@@ -114,8 +114,21 @@ impl FileConfig {
             return Err(error(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| error(e.to_string().trim().to_owned()))
+        toml::from_str(&text).map_err(|e| error(one_line(&text, &e)))
     }
+}
+
+/// A TOML error on one line: where in `text` it is, then what it is.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', "; ");
+    let Some(span) = error.span() else {
+        return message;
+    };
+
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl ServeConfig {
@@ -251,5 +264,21 @@ mod tests {
         let error = FileConfig::read(&path).unwrap_err();
 
         assert!(error.to_string().contains("listen_port"), "{error}");
+    }
+
+    #[test]
+    fn file_errors_are_one_line_that_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\ndrain_timeout_secs = \"soon\"\n",
+        )
+        .unwrap();
+
+        let error = FileConfig::read(&path).unwrap_err().to_string();
+
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(error.contains("cp.toml: line 2, column 22: "), "{error}");
     }
 }
