@@ -30,6 +30,20 @@ pub type Admin = AdminClient<Channel>;
 /// How long a control plane may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Flags that tests' `serve` gets unless a test passes them itself.
+const SERVE_DEFAULTS: [(&str, &str); 2] = [
+    ("--drain-timeout-secs", "5"),
+    ("--jwks-listen", "127.0.0.1:0"),
+];
+
+fn serve_defaults(extra: &[&str]) -> Vec<&'static str> {
+    SERVE_DEFAULTS
+        .iter()
+        .filter(|(flag, _)| !extra.contains(flag))
+        .flat_map(|(flag, value)| [*flag, *value])
+        .collect()
+}
+
 /// The path of a workspace binary. The first call in a test process builds
 /// every workspace binary in one cargo invocation, so that all tests share
 /// one build whatever order they run in.
@@ -112,7 +126,8 @@ impl ControlPlane {
         self.start_with(&[]).await
     }
 
-    /// Starts with extra `serve` flags.
+    /// Starts with extra `serve` flags; those it names replace the harness's
+    /// defaults (a 5 s drain, the JWKS on a free loopback port).
     pub async fn start_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
         self.serve("127.0.0.1:0", extra).await
     }
@@ -120,7 +135,16 @@ impl ControlPlane {
     /// Starts again on `address`, where it listened before, so that
     /// clients given that address find it.
     pub async fn start_on(&mut self, address: SocketAddr) -> anyhow::Result<()> {
-        self.serve(&address.to_string(), &[]).await
+        self.start_on_with(address, &[]).await
+    }
+
+    /// Starts again on `address` with extra `serve` flags.
+    pub async fn start_on_with(
+        &mut self,
+        address: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        self.serve(&address.to_string(), extra).await
     }
 
     async fn serve(&mut self, listen: &str, extra: &[&str]) -> anyhow::Result<()> {
@@ -137,8 +161,8 @@ impl ControlPlane {
             .arg(&self.data_dir)
             .arg("--master-key-file")
             .arg(&self.master_key)
-            .args(["--listen", listen, "--drain-timeout-secs", "5"])
-            .args(["--jwks-listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
+            .args(serve_defaults(extra))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -212,10 +236,22 @@ impl ControlPlane {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        let mut child = self.child.take().context("not running")?;
+        self.send_sigterm()?;
+        self.wait_for_exit()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) -> anyhow::Result<()> {
+        let pid = self.pid().context("not running")?;
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit, for at most 30 s, and reaps it.
+    pub fn wait_for_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait()? {

@@ -41,7 +41,12 @@ async fn agents_keep_enforcing_through_a_control_plane_outage_and_resync_without
     // The control plane comes back where the agents look for it.
     let marks: Vec<usize> = bed.agents().iter().map(|a| a.log().len()).collect();
     let back = SystemTime::now();
-    bed.cp.start_on(address).await.unwrap();
+    let cp_mark = bed.cp.log().len();
+    let handshakes = "info,palisade_control_plane::server=debug";
+    bed.cp
+        .start_on_with(address, &["--log-level", handshakes])
+        .await
+        .unwrap();
     let streams = bed.wait_for_fleet_in_sync(back).await;
     for agent in bed.agents() {
         let node = agent.node.clone();
@@ -84,8 +89,34 @@ async fn agents_keep_enforcing_through_a_control_plane_outage_and_resync_without
             agent.node
         );
     }
+    // The agents that kept running resumed their TLS sessions; node-c's,
+    // restarted meanwhile, had none to resume.
+    let cp_log = bed.cp.log();
+    let since = &cp_log[cp_mark..];
+    for (node, resumed) in [("node-a", true), ("node-b", true), ("node-c", false)] {
+        assert_eq!(
+            stream_resumed(since, node),
+            Some(resumed),
+            "{node}:\n{since}"
+        );
+    }
+
     bed.check(&calls).await.unwrap();
     established.exchange().await.unwrap();
+}
+
+/// Whether the TLS session under `node`'s first xDS stream in `log` was
+/// resumed, as the control plane's debug log says.
+fn stream_resumed(log: &str, node: &str) -> Option<bool> {
+    let opened = format!("client=agent {node} ");
+    let stream = log
+        .lines()
+        .find(|l| l.contains("xDS stream opened") && l.contains(&opened))?;
+    let peer = stream.split_whitespace().find(|w| w.starts_with("peer="))?;
+    let handshake = log
+        .lines()
+        .find(|l| l.contains("TLS handshake done") && l.contains(&format!("{peer} ")))?;
+    Some(handshake.contains("resumed=true"))
 }
 
 /// Reads what arrives until the connection ends, at most `deadline`.
