@@ -62,6 +62,8 @@ struct Inner {
     jobs: Sender<Job>,
     events: broadcast::Sender<Arc<ChangeBatch>>,
     durable_revision: std::sync::atomic::AtomicU64,
+    /// Rounds the committer has made durable, each with one disk sync.
+    rounds: std::sync::atomic::AtomicU64,
     /// Set once a flush failed; the store then takes no more writes.
     failure: OnceLock<String>,
     /// Where the database lives, for syncing outside the committer.
@@ -78,6 +80,7 @@ impl SledStore {
         let (jobs, queue) = mpsc::channel();
         let inner = Arc::new(Inner {
             durable_revision: head.revision.into(),
+            rounds: 0.into(),
             trees,
             chain,
             jobs,
@@ -96,6 +99,14 @@ impl SledStore {
         Committer::spawn(Arc::downgrade(&inner), queue, head, durability, recorder)
             .map_err(|e| open_error("starting the committer", e))?;
         Ok(Self { inner })
+    }
+
+    /// How many rounds the committer has made durable since the store
+    /// opened. Each costs one disk sync however many writes it carries, so
+    /// beside the revision this shows how well concurrent writers share
+    /// syncs.
+    pub fn commit_rounds(&self) -> u64 {
+        self.inner.rounds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues a job for the committer and waits for its answer.

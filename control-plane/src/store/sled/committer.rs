@@ -147,6 +147,7 @@ impl Committer {
             let failed = || StoreError::Failed(failure.clone());
             return replies.into_iter().map(|r| r.fail(failed)).collect();
         }
+        inner.rounds.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = self.acknowledged.record(&self.head) {
             let file = self.acknowledged.path().display();
             tracing::warn!(%error, %file, "recording the acknowledged head failed");

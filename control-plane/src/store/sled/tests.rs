@@ -139,6 +139,61 @@ async fn concurrent_writers_all_commit_with_distinct_revisions() {
     );
 }
 
+#[tokio::test]
+async fn each_durable_round_is_counted_and_a_refused_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let present = Precondition::Present {
+        key: "Node//missing".into(),
+    };
+
+    store.write(put("Node//a", vec![])).await.unwrap();
+    store.audit(put("Node//a", vec![]).audit).await.unwrap();
+    store
+        .write(put("Node//b", vec![present]))
+        .await
+        .unwrap_err();
+
+    assert_eq!(store.commit_rounds(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_commit_rounds_and_syncs() {
+    const WRITERS: u64 = 64;
+    const WRITES_EACH: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| tokio::spawn(write_in_turn(store.clone(), writer, WRITES_EACH)))
+        .collect();
+    let mut revisions = Vec::new();
+    for writer in writers {
+        revisions.extend(writer.await.unwrap());
+    }
+
+    let writes = WRITERS * WRITES_EACH;
+    revisions.sort();
+    assert_eq!(revisions, (1..=writes).collect::<Vec<u64>>());
+    let rounds = store.commit_rounds();
+    assert!(rounds >= writes.div_ceil(512), "{rounds} rounds");
+    assert!(
+        rounds < writes / 4,
+        "{writes} writes took {rounds} rounds; they should share syncs"
+    );
+}
+
+/// Writes `count` resources one after another, each once the last is
+/// durable, and returns their revisions.
+async fn write_in_turn(store: Arc<SledStore>, writer: u64, count: u64) -> Vec<u64> {
+    let mut revisions = Vec::new();
+    for write in 0..count {
+        let key = format!("Node//w{writer}-{write}");
+        revisions.push(store.write(put(&key, vec![])).await.unwrap());
+    }
+    revisions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_from_the_log_in_order() {
     let dir = tempfile::tempdir().unwrap();
