@@ -28,6 +28,8 @@ mod read;
 mod resource;
 mod selector;
 mod subscribe;
+#[cfg(test)]
+mod tests;
 
 pub use error::AdminError;
 

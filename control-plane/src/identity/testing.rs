@@ -39,6 +39,8 @@ spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
 /// system's time and moves only when a test moves it.
 pub(crate) struct Fixture {
     pub authority: Arc<Authority>,
+    /// The store the authority keeps its state in.
+    pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     _dir: TempDir,
 }
@@ -77,11 +79,12 @@ impl Fixture {
         let store: Arc<dyn Store> = opened.store;
         let barrier = Arc::new(opened.barrier);
         let authority =
-            Authority::open_with_clock(store, barrier, TRUST_DOMAIN, config, clock.clone())
+            Authority::open_with_clock(store.clone(), barrier, TRUST_DOMAIN, config, clock.clone())
                 .await
                 .unwrap();
         Self {
             authority,
+            store,
             clock,
             _dir: dir,
         }
