@@ -64,6 +64,13 @@ struct Inner {
     durable_revision: std::sync::atomic::AtomicU64,
     /// Rounds the committer has made durable, each with one disk sync.
     rounds: std::sync::atomic::AtomicU64,
+    /// Rounds whose rows readers may see: counted before each round
+    /// commits, and settled once it is durable (or failed to commit).
+    /// A read waits until every round begun before it settled, so nothing
+    /// a read returns can vanish in a crash.
+    rounds_begun: std::sync::atomic::AtomicU64,
+    rounds_settled: std::sync::atomic::AtomicU64,
+    settled: tokio::sync::Notify,
     /// Set once a flush failed; the store then takes no more writes.
     failure: OnceLock<String>,
     /// Where the database lives, for syncing outside the committer.
@@ -81,6 +88,9 @@ impl SledStore {
         let inner = Arc::new(Inner {
             durable_revision: head.revision.into(),
             rounds: 0.into(),
+            rounds_begun: 0.into(),
+            rounds_settled: 0.into(),
+            settled: tokio::sync::Notify::new(),
             trees,
             chain,
             jobs,
@@ -110,6 +120,27 @@ impl SledStore {
     }
 
     /// Queues a job for the committer and waits for its answer.
+    /// Returns once every commit round begun so far is durable, so that what
+    /// a read just saw is on disk; a round in flight costs the read at most
+    /// its disk sync.
+    async fn durable_reads(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let begun = self.inner.rounds_begun.load(SeqCst);
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if let Some(failure) = self.inner.failure.get() {
+                return Err(StoreError::Failed(failure.clone()));
+            }
+            if self.inner.rounds_settled.load(SeqCst) >= begun {
+                return Ok(());
+            }
+            settled.await;
+        }
+    }
+
     async fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
@@ -248,7 +279,9 @@ impl Store for SledStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
-        read_resource(&self.inner.trees.resources, key)
+        let found = read_resource(&self.inner.trees.resources, key)?;
+        self.durable_reads().await?;
+        Ok(found)
     }
 
     async fn list(
@@ -283,6 +316,7 @@ impl Store for SledStore {
             }
             page.resources.push(decode_resource(&key, &value)?);
         }
+        self.durable_reads().await?;
         Ok(page)
     }
 
@@ -325,6 +359,7 @@ impl Store for SledStore {
                 .map_err(|e| StoreError::Damaged(format!("audit entry: {e}")))?;
             entries.push(entry);
         }
+        self.durable_reads().await?;
         Ok(entries)
     }
 
@@ -354,6 +389,7 @@ impl Store for SledStore {
 
     async fn system_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self.inner.trees.system.get(key).map_err(backend)?;
+        self.durable_reads().await?;
         Ok(value.map(|v| v.to_vec()))
     }
 

@@ -125,8 +125,11 @@ impl Committer {
             return replies;
         }
 
-        // One transaction for the whole round.
+        // One transaction for the whole round; readers that may see it wait
+        // until it settles.
+        let round = inner.rounds_begun.fetch_add(1, Ordering::SeqCst) + 1;
         if let Err(error) = group.commit() {
+            settle(inner, round);
             let message = error.to_string();
             let failed = || StoreError::Backend(message.clone());
             return replies.into_iter().map(|r| r.fail(failed)).collect();
@@ -144,6 +147,7 @@ impl Committer {
         if let Err(error) = synced {
             tracing::error!(%error, "store flush failed; refusing further writes");
             let failure = inner.failure.get_or_init(|| error);
+            inner.settled.notify_waiters();
             let failed = || StoreError::Failed(failure.clone());
             return replies.into_iter().map(|r| r.fail(failed)).collect();
         }
@@ -153,6 +157,7 @@ impl Committer {
             tracing::warn!(%error, %file, "recording the acknowledged head failed");
         }
         publish(inner, batches);
+        settle(inner, round);
         replies
     }
 }
@@ -178,6 +183,12 @@ fn refuse(jobs: Vec<Job>, error: impl Fn() -> StoreError) -> Vec<Reply> {
             Job::Audit(_, _, tx) => Reply::Audit(tx, Err(error())),
         })
         .collect()
+}
+
+/// Lets readers waiting on `round` go: it is durable, or it wrote nothing.
+pub(super) fn settle(inner: &Inner, round: u64) {
+    inner.rounds_settled.store(round, Ordering::SeqCst);
+    inner.settled.notify_waiters();
 }
 
 /// Makes durable batches visible: the store's revision, then watchers.

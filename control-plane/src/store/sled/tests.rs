@@ -393,3 +393,45 @@ fn a_staged_write_under_a_prefix_fails_unchanged_since() {
         assert!(error.to_string().contains("Workload/shop/w1"), "{error}");
     });
 }
+
+#[tokio::test]
+async fn a_read_waits_until_the_round_it_may_have_seen_is_durable() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.write(put("Node//a", vec![])).await.unwrap();
+
+    // A round is between its commit and its disk sync.
+    let round = store.inner.rounds_begun.fetch_add(1, SeqCst) + 1;
+    let reading = store.clone();
+    let reader = tokio::spawn(async move { reading.get("Node//a").await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !reader.is_finished(),
+        "the read answered before the round was durable"
+    );
+
+    super::committer::settle(&store.inner, round);
+    let found = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .expect("the read waits only for the round")
+        .unwrap()
+        .unwrap();
+    assert!(found.is_some());
+}
+
+#[tokio::test]
+async fn a_read_fails_rather_than_waits_once_a_sync_failed() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.inner.rounds_begun.fetch_add(1, SeqCst);
+
+    let _ = store.inner.failure.set("disk gone".into());
+    store.inner.settled.notify_waiters();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.get("Node//a"))
+        .await
+        .expect("a failed store answers reads at once");
+
+    assert!(matches!(read, Err(StoreError::Failed(_))), "{read:?}");
+}
