@@ -63,36 +63,51 @@ pub fn envoy_node(id: &str) -> Node {
     }
 }
 
-/// A state-of-the-world stream.
-pub struct Sotw {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
+/// An ADS stream that sends `Req` requests and receives `Resp` responses.
+pub struct AdsStream<Req, Resp> {
+    tx: mpsc::Sender<Req>,
+    rx: Streaming<Resp>,
 }
 
-impl Sotw {
-    /// Opens a stream whose first request is `first`.
-    pub async fn open(channel: Channel, first: DiscoveryRequest) -> Result<Sotw, tonic::Status> {
+/// A state-of-the-world stream.
+pub type Sotw = AdsStream<DiscoveryRequest, DiscoveryResponse>;
+
+/// A delta stream.
+pub type Delta = AdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+
+/// What the call that opens a stream returns.
+type Opened<Resp> = Result<tonic::Response<Streaming<Resp>>, tonic::Status>;
+
+impl<Req, Resp> AdsStream<Req, Resp> {
+    /// Queues `first`, then makes the `call` that opens the stream with the
+    /// requests.
+    async fn start(
+        first: Req,
+        call: impl AsyncFnOnce(ReceiverStream<Req>) -> Opened<Resp>,
+    ) -> Result<Self, tonic::Status> {
         let (tx, requests) = mpsc::channel(16);
         tx.send(first).await.expect("queueing the first request");
-        let mut client = AggregatedDiscoveryServiceClient::new(channel);
-        let rx = client
-            .stream_aggregated_resources(ReceiverStream::new(requests))
-            .await?
-            .into_inner();
-        Ok(Sotw { tx, rx })
+        let rx = call(ReceiverStream::new(requests)).await?.into_inner();
+        Ok(AdsStream { tx, rx })
     }
 
-    pub async fn send(&self, request: DiscoveryRequest) {
+    pub async fn send(&self, request: Req) {
         self.tx.send(request).await.expect("the stream is open");
     }
 
+    /// Sends `request` and waits for the next response.
+    pub async fn ask(&mut self, request: Req) -> Result<Resp, tonic::Status> {
+        self.send(request).await;
+        self.recv().await
+    }
+
     /// A sender of requests on the stream, for a task of its own.
-    pub fn sender(&self) -> mpsc::Sender<DiscoveryRequest> {
+    pub fn sender(&self) -> mpsc::Sender<Req> {
         self.tx.clone()
     }
 
     /// The next response, or an error status, within [`EXPECT`].
-    pub async fn recv(&mut self) -> Result<DiscoveryResponse, tonic::Status> {
+    pub async fn recv(&mut self) -> Result<Resp, tonic::Status> {
         match tokio::time::timeout(EXPECT, self.rx.message()).await {
             Ok(Ok(Some(response))) => Ok(response),
             Ok(Ok(None)) => Err(tonic::Status::cancelled("stream ended")),
@@ -101,12 +116,40 @@ impl Sotw {
         }
     }
 
-    /// Whether a response arrives within [`QUIET`].
+    /// Whether no response arrives within [`QUIET`].
     pub async fn quiet(&mut self) -> bool {
         tokio::time::timeout(QUIET, self.rx.message())
             .await
             .is_err()
     }
+}
+
+impl Sotw {
+    /// Opens a stream whose first request is `first`.
+    pub async fn open(channel: Channel, first: DiscoveryRequest) -> Result<Sotw, tonic::Status> {
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        Sotw::start(first, async |requests| {
+            client.stream_aggregated_resources(requests).await
+        })
+        .await
+    }
+}
+
+/// The status of a stream the server had to refuse, whether it refused to
+/// open it or ended it in place of its first answer.
+pub async fn refusal<Req, Resp: std::fmt::Debug>(
+    opened: Result<AdsStream<Req, Resp>, tonic::Status>,
+) -> tonic::Status {
+    match opened {
+        Ok(mut stream) => stream.recv().await.expect_err("the stream was answered"),
+        Err(status) => status,
+    }
+}
+
+/// Checks that `status` has `code` and a message that contains `says`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, says: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(status.message().contains(says), "{}", status.message());
 }
 
 /// A SotW request for `type_url` naming `names`.
@@ -145,44 +188,17 @@ pub fn sotw_nack(response: &DiscoveryResponse, previous: &str, error: &str) -> D
     }
 }
 
-/// A delta stream.
-pub struct Delta {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: Streaming<DeltaDiscoveryResponse>,
-}
-
 impl Delta {
+    /// Opens a stream whose first request is `first`.
     pub async fn open(
         channel: Channel,
         first: DeltaDiscoveryRequest,
     ) -> Result<Delta, tonic::Status> {
-        let (tx, requests) = mpsc::channel(16);
-        tx.send(first).await.expect("queueing the first request");
         let mut client = AggregatedDiscoveryServiceClient::new(channel);
-        let rx = client
-            .delta_aggregated_resources(ReceiverStream::new(requests))
-            .await?
-            .into_inner();
-        Ok(Delta { tx, rx })
-    }
-
-    pub async fn send(&self, request: DeltaDiscoveryRequest) {
-        self.tx.send(request).await.expect("the stream is open");
-    }
-
-    pub async fn recv(&mut self) -> Result<DeltaDiscoveryResponse, tonic::Status> {
-        match tokio::time::timeout(EXPECT, self.rx.message()).await {
-            Ok(Ok(Some(response))) => Ok(response),
-            Ok(Ok(None)) => Err(tonic::Status::cancelled("stream ended")),
-            Ok(Err(status)) => Err(status),
-            Err(_) => panic!("no response within {EXPECT:?}"),
-        }
-    }
-
-    pub async fn quiet(&mut self) -> bool {
-        tokio::time::timeout(QUIET, self.rx.message())
-            .await
-            .is_err()
+        Delta::start(first, async |requests| {
+            client.delta_aggregated_resources(requests).await
+        })
+        .await
     }
 
     /// Acknowledges every response until none comes for [`QUIET`]; returns

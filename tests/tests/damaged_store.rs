@@ -13,6 +13,7 @@ const APPLIES: usize = 60;
 /// How long a refusing `serve` may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const DAMAGED: &str = "error: the store is damaged and will not serve: ";
+const LOST_WRITES: &str = "were acknowledged before: the log lost writes";
 
 /// A stopped control plane whose store holds a long history.
 async fn with_history() -> ControlPlane {
@@ -82,6 +83,12 @@ fn assert_refused_as_damaged(cp: &ControlPlane, output: &Output, detail: &str) {
     );
 }
 
+/// Checks that `serve` refuses the store as one whose log lost writes.
+fn assert_refused_as_lost_writes(cp: &ControlPlane) {
+    let output = serve(cp);
+    assert_refused_as_damaged(cp, &output, LOST_WRITES);
+}
+
 #[tokio::test]
 async fn overwritten_log_bytes_are_refused_as_lost_writes() {
     let cp = with_history().await;
@@ -91,13 +98,8 @@ async fn overwritten_log_bytes_are_refused_as_lost_writes() {
     let middle = written / 2;
     bytes[middle..middle + 64].fill(0xA5);
     std::fs::write(&path, bytes).unwrap();
-    let output = serve(&cp);
 
-    assert_refused_as_damaged(
-        &cp,
-        &output,
-        "were acknowledged before: the log lost writes",
-    );
+    assert_refused_as_lost_writes(&cp);
 }
 
 #[tokio::test]
@@ -108,13 +110,8 @@ async fn a_log_cut_short_is_refused_as_lost_writes() {
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(written as u64 * 2 / 3).unwrap();
     drop(file);
-    let output = serve(&cp);
 
-    assert_refused_as_damaged(
-        &cp,
-        &output,
-        "were acknowledged before: the log lost writes",
-    );
+    assert_refused_as_lost_writes(&cp);
 }
 
 #[tokio::test]

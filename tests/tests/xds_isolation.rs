@@ -7,8 +7,10 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryResponse};
 use palisade_tests::pb;
 use palisade_tests::xds::shop::{self, sotw_names};
-use palisade_tests::xds::{Delta, Sotw, delta_ack, delta_request, envoy_node, names};
-use palisade_tests::xds::{sotw_request, types};
+use palisade_tests::xds::{
+    Delta, Sotw, assert_status, delta_ack, delta_request, envoy_node, names, refusal, sotw_request,
+    types,
+};
 use prost::Message;
 
 /// gRPC's server listener name for an address.
@@ -33,8 +35,7 @@ fn envoy_names(response: &DiscoveryResponse) -> Vec<String> {
 async fn agent_delta_stream_sees_only_its_own_workloads_whatever_it_names() {
     let bed = shop::start().await;
     let asks = ["shop/storefront-1", "shop/orders-1", "*"];
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &asks, &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.delta("web-1", types::WORKLOAD, &asks).await;
 
     let response = stream.recv().await.unwrap();
     assert_eq!(names(&response), ["shop/orders-1"]);
@@ -45,8 +46,7 @@ async fn agent_delta_stream_sees_only_its_own_workloads_whatever_it_names() {
     );
 
     let auth = delta_request(None, types::AUTHORIZATION, &["shop/storefront"], &[]);
-    stream.send(auth).await;
-    let response = stream.recv().await.unwrap();
+    let response = stream.ask(auth).await.unwrap();
     assert!(response.resources.is_empty(), "web-1 hosts no storefront");
 }
 
@@ -54,26 +54,15 @@ async fn agent_delta_stream_sees_only_its_own_workloads_whatever_it_names() {
 async fn agent_sotw_stream_sees_only_its_own_workloads_rules_and_upstreams() {
     let bed = shop::start().await;
     let asks = ["shop/orders-1", "shop/storefront-1"];
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &asks);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &asks).await;
 
     let workloads = stream.recv().await.unwrap();
-    stream
-        .send(sotw_request(
-            None,
-            types::AUTHORIZATION,
-            &["shop/orders", "shop/storefront"],
-        ))
-        .await;
-    let rules = stream.recv().await.unwrap();
-    stream
-        .send(sotw_request(
-            None,
-            types::ENDPOINTS,
-            &["shop/storefront", "shop/orders"],
-        ))
-        .await;
-    let endpoints = stream.recv().await.unwrap();
+    let services = ["shop/orders", "shop/storefront"];
+    let rules = sotw_request(None, types::AUTHORIZATION, &services);
+    let rules = stream.ask(rules).await.unwrap();
+    let upstreams = ["shop/storefront", "shop/orders"];
+    let endpoints = sotw_request(None, types::ENDPOINTS, &upstreams);
+    let endpoints = stream.ask(endpoints).await.unwrap();
 
     assert_eq!(sotw_names(&workloads), ["shop/orders-1"]);
     assert_eq!(sotw_names(&rules), ["shop/orders"]);
@@ -101,12 +90,10 @@ async fn grpc_proxy_sees_only_its_own_workloads_listeners_and_clusters() {
 
     let listeners = stream.recv().await.unwrap();
     let clusters = ["outbound|9090|orders.shop", "outbound|8080|storefront.shop"];
-    stream
-        .send(sotw_request(None, types::CLUSTER, &clusters))
-        .await;
-    let clusters = stream.recv().await.unwrap();
-    stream.send(sotw_request(None, types::WORKLOAD, &[])).await;
-    let workloads = stream.recv().await.unwrap();
+    let clusters = sotw_request(None, types::CLUSTER, &clusters);
+    let clusters = stream.ask(clusters).await.unwrap();
+    let workloads = sotw_request(None, types::WORKLOAD, &[]);
+    let workloads = stream.ask(workloads).await.unwrap();
 
     assert_eq!(
         envoy_names(&listeners),
@@ -160,19 +147,10 @@ async fn envoy_proxy_sees_nothing_of_another_workload_or_node() {
 
     let listeners = stream.recv().await.unwrap();
     stream.send(delta_ack(&listeners)).await;
-    stream
-        .send(delta_request(None, types::CLUSTER, &asks, &[]))
-        .await;
-    let clusters = stream.recv().await.unwrap();
-    stream
-        .send(delta_request(
-            None,
-            types::WORKLOAD,
-            &["*", "shop/orders-1"],
-            &[],
-        ))
-        .await;
-    let workloads = stream.recv().await.unwrap();
+    let clusters = delta_request(None, types::CLUSTER, &asks, &[]);
+    let clusters = stream.ask(clusters).await.unwrap();
+    let workloads = delta_request(None, types::WORKLOAD, &["*", "shop/orders-1"], &[]);
+    let workloads = stream.ask(workloads).await.unwrap();
 
     for response in [&listeners, &clusters] {
         let received = names(response);
@@ -192,57 +170,27 @@ async fn proxy_certificate_speaks_only_for_its_own_workload() {
     let channel = bed.proxy_channel("orders-1", "orders").await;
 
     let first = sotw_request(Some("shop/storefront-1"), types::LISTENER, &[]);
-    let opened = Sotw::open(channel, first).await;
+    let status = refusal(Sotw::open(channel, first).await).await;
 
-    let status = match opened {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
-    assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("workload shop/storefront-1"),
-        "{}",
-        status.message()
-    );
+    let says = "workload shop/storefront-1";
+    assert_status(&status, tonic::Code::PermissionDenied, says);
 }
 
 #[tokio::test]
 async fn node_id_must_match_the_certificate() {
     let bed = shop::start().await;
 
-    let opened = Sotw::open(
-        bed.web1.clone(),
-        sotw_request(Some("web-2"), types::WORKLOAD, &[]),
-    )
-    .await;
+    let first = sotw_request(Some("web-2"), types::WORKLOAD, &[]);
+    let status = refusal(Sotw::open(bed.web1.clone(), first).await).await;
 
-    let status = match opened {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
-    assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("node.id claims node web-2"),
-        "{}",
-        status.message()
-    );
+    let says = "node.id claims node web-2";
+    assert_status(&status, tonic::Code::PermissionDenied, says);
 }
 
 #[tokio::test]
 async fn revoking_a_node_cuts_its_stream() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.delta("web-1", types::WORKLOAD, &["*"]).await;
     let initial = stream.recv().await.unwrap();
     stream.send(delta_ack(&initial)).await;
 
@@ -259,15 +207,8 @@ async fn revoking_a_node_cuts_its_stream() {
         "{}",
         status.message()
     );
-    let reopened = Delta::open(
-        bed.web1.clone(),
-        delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]),
-    )
-    .await;
-    let refused = match reopened {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
+    let again = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
+    let refused = refusal(Delta::open(bed.web1.clone(), again).await).await;
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     drop(bed.cp);
 }

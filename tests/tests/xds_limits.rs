@@ -4,7 +4,8 @@
 
 use palisade_tests::xds::shop::{self, Shop};
 use palisade_tests::xds::{
-    Delta, Method, Sotw, delta_request, send_after_first, send_garbage, sotw_request, types,
+    Delta, Method, Sotw, assert_status, delta_request, refusal, send_after_first, send_garbage,
+    sotw_request, types,
 };
 use prost::Message;
 
@@ -14,16 +15,44 @@ const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const REQUEST_BURST: usize = 200;
 const STREAMS_PER_CLIENT: usize = 64;
 
-fn assert_status(status: &tonic::Status, code: tonic::Code, says: &str) {
-    assert_eq!(status.code(), code, "{}", status.message());
-    assert!(status.message().contains(says), "{}", status.message());
+/// Checks that `status` refuses with `code` and says `says`, and that the
+/// server still answers a fresh stream of web-1.
+async fn assert_refused(bed: &Shop, status: &tonic::Status, code: tonic::Code, says: &str) {
+    assert_status(status, code, says);
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
+    assert!(stream.recv().await.is_ok(), "the server still serves");
 }
 
-/// The server still answers a fresh stream of web-1.
-async fn assert_still_serving(bed: &Shop) {
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    assert!(stream.recv().await.is_ok(), "the server still serves");
+/// A SotW stream of web-1's workloads, its first answer received.
+async fn answered_sotw(bed: &Shop) -> Sotw {
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
+    stream.recv().await.unwrap();
+    stream
+}
+
+/// A delta stream of all web-1's workloads, its first answer received.
+async fn answered_delta(bed: &Shop) -> Delta {
+    let mut stream = bed.delta("web-1", types::WORKLOAD, &["*"]).await;
+    stream.recv().await.unwrap();
+    stream
+}
+
+/// Checks that garbage sent on a stream of web-1, after a first request
+/// the server answers, ends the call with a clear status, and that the
+/// server goes on serving.
+async fn assert_garbage_later_refused(method: Method) {
+    let bed = shop::start().await;
+    let first = match method {
+        Method::StateOfTheWorld => {
+            sotw_request(Some("web-1"), types::WORKLOAD, &[]).encode_to_vec()
+        }
+        Method::Delta => delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]).encode_to_vec(),
+    };
+
+    let status = send_after_first(bed.web1.clone(), method, first, vec![0xff; 64]).await;
+
+    let says = "the request could not be read";
+    assert_refused(&bed, &status, tonic::Code::InvalidArgument, says).await;
 }
 
 #[tokio::test]
@@ -32,101 +61,53 @@ async fn client_sending_garbage_first_is_disconnected_with_a_clear_status() {
 
     let status = send_garbage(bed.web1.clone(), vec![0xff; 64]).await;
 
-    assert_status(
-        &status,
-        tonic::Code::InvalidArgument,
-        "could not be read as a discovery request",
-    );
-    assert_still_serving(&bed).await;
+    let says = "could not be read as a discovery request";
+    assert_refused(&bed, &status, tonic::Code::InvalidArgument, says).await;
 }
 
 #[tokio::test]
 async fn sotw_client_sending_garbage_later_is_disconnected_with_a_clear_status() {
-    let bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]).encode_to_vec();
-
-    let status = send_after_first(
-        bed.web1.clone(),
-        Method::StateOfTheWorld,
-        first,
-        vec![0xff; 64],
-    )
-    .await;
-
-    assert_status(
-        &status,
-        tonic::Code::InvalidArgument,
-        "the request could not be read",
-    );
-    assert_still_serving(&bed).await;
+    assert_garbage_later_refused(Method::StateOfTheWorld).await;
 }
 
 #[tokio::test]
 async fn delta_client_sending_garbage_later_is_disconnected_with_a_clear_status() {
-    let bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]).encode_to_vec();
-
-    let status = send_after_first(bed.web1.clone(), Method::Delta, first, vec![0xff; 64]).await;
-
-    assert_status(
-        &status,
-        tonic::Code::InvalidArgument,
-        "the request could not be read",
-    );
-    assert_still_serving(&bed).await;
+    assert_garbage_later_refused(Method::Delta).await;
 }
 
 #[tokio::test]
 async fn request_naming_too_many_resources_is_refused() {
     let bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    stream.recv().await.unwrap();
+    let mut stream = answered_delta(&bed).await;
 
     let many: Vec<String> = (0..=NAMES_PER_REQUEST)
         .map(|i| format!("shop/w-{i}"))
         .collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    stream
-        .send(delta_request(None, types::ENDPOINTS, &many, &[]))
-        .await;
+    let request = delta_request(None, types::ENDPOINTS, &many, &[]);
 
-    let status = stream.recv().await.unwrap_err();
-    assert_status(
-        &status,
-        tonic::Code::InvalidArgument,
-        &format!("at most {NAMES_PER_REQUEST} are allowed"),
-    );
-    assert_still_serving(&bed).await;
+    let status = stream.ask(request).await.unwrap_err();
+    let says = format!("at most {NAMES_PER_REQUEST} are allowed");
+    assert_refused(&bed, &status, tonic::Code::InvalidArgument, &says).await;
 }
 
 #[tokio::test]
 async fn request_over_the_size_limit_is_refused() {
     let bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    stream.recv().await.unwrap();
+    let mut stream = answered_sotw(&bed).await;
 
     let huge = "x".repeat(MAX_REQUEST_BYTES + 1);
-    stream
-        .send(sotw_request(None, types::ENDPOINTS, &[&huge]))
-        .await;
+    let request = sotw_request(None, types::ENDPOINTS, &[&huge]);
 
-    let status = stream.recv().await.unwrap_err();
-    assert_status(
-        &status,
-        tonic::Code::ResourceExhausted,
-        "larger than the limit",
-    );
-    assert_still_serving(&bed).await;
+    let status = stream.ask(request).await.unwrap_err();
+    let says = "larger than the limit";
+    assert_refused(&bed, &status, tonic::Code::ResourceExhausted, says).await;
 }
 
 #[tokio::test]
 async fn requests_over_the_rate_are_refused() {
     let bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    stream.recv().await.unwrap();
+    let mut stream = answered_sotw(&bed).await;
 
     // Requests that change nothing, as fast as the client can send them.
     let sender = stream.sender();
@@ -140,12 +121,8 @@ async fn requests_over_the_rate_are_refused() {
     });
 
     let status = stream.recv().await.unwrap_err();
-    assert_status(
-        &status,
-        tonic::Code::ResourceExhausted,
-        "requests per second on one stream",
-    );
-    assert_still_serving(&bed).await;
+    let says = "requests per second on one stream";
+    assert_refused(&bed, &status, tonic::Code::ResourceExhausted, says).await;
 }
 
 #[tokio::test]
@@ -153,25 +130,15 @@ async fn streams_per_node_are_limited() {
     let bed = shop::start().await;
     let mut open = Vec::new();
     for _ in 0..STREAMS_PER_CLIENT {
-        let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-        let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-        stream.recv().await.unwrap();
-        open.push(stream);
+        open.push(answered_delta(&bed).await);
     }
 
     let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let refused = match Delta::open(bed.web1.clone(), first).await {
-        Ok(mut stream) => stream.recv().await.unwrap_err(),
-        Err(status) => status,
-    };
+    let refused = refusal(Delta::open(bed.web1.clone(), first).await).await;
 
-    assert_status(
-        &refused,
-        tonic::Code::ResourceExhausted,
-        &format!("already has {STREAMS_PER_CLIENT} streams open"),
-    );
-    let other = delta_request(Some("web-2"), types::WORKLOAD, &["*"], &[]);
-    let mut web2 = Delta::open(bed.web2.clone(), other).await.unwrap();
+    let says = format!("already has {STREAMS_PER_CLIENT} streams open");
+    assert_status(&refused, tonic::Code::ResourceExhausted, &says);
+    let mut web2 = bed.delta("web-2", types::WORKLOAD, &["*"]).await;
     assert!(
         web2.recv().await.is_ok(),
         "other nodes are not limited by web-1's streams"

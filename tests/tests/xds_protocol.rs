@@ -1,14 +1,18 @@
 //! The ADS protocol's rules, state of the world and delta, against a real
 //! control plane and agents authenticated by their node certificates.
 
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 use palisade_proto::xds as agent_pb;
-use palisade_tests::xds::shop::{self, MOVED, sotw_names};
+use palisade_tests::xds::shop::{self, MOVED, Shop, sotw_names};
 use palisade_tests::xds::{
-    Delta, Sotw, delta_ack, delta_nack, delta_request, names, sotw_ack, sotw_nack, sotw_request,
-    types,
+    Delta, Sotw, delta_ack, delta_nack, delta_request, names, sotw_ack, sotw_nack, types,
 };
 use palisade_tests::{apply, pb};
 use prost::Message;
+
+/// orders-2 on another application port: a new version of it.
+const ORDERS_2_CHANGED: &str = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
+                                spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15009}\n";
 
 fn delete_orders_2() -> pb::DeleteRequest {
     pb::DeleteRequest {
@@ -19,11 +23,51 @@ fn delete_orders_2() -> pb::DeleteRequest {
     }
 }
 
+/// A SotW stream of web-1's workloads naming `names`, that acknowledged
+/// its first set, then was sent orders-1 and orders-2 when [`MOVED`] was
+/// applied; returns it with that set, not yet acknowledged.
+async fn sotw_through_moved(bed: &mut Shop, names: &[&str]) -> (Sotw, DiscoveryResponse) {
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, names).await;
+    let initial = stream.recv().await.unwrap();
+    stream.send(sotw_ack(&initial, names)).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let response = stream.recv().await.unwrap();
+    assert_eq!(sotw_names(&response), ["shop/orders-1", "shop/orders-2"]);
+    (stream, response)
+}
+
+/// A delta stream of web-1 subscribed to `subscribe` of its workloads,
+/// that was sent orders-1 and acknowledged it, then was sent only orders-2
+/// when [`MOVED`] was applied; returns it with both responses, the second
+/// not yet acknowledged.
+async fn delta_through_moved(
+    bed: &mut Shop,
+    subscribe: &[&str],
+) -> (Delta, DeltaDiscoveryResponse, DeltaDiscoveryResponse) {
+    let mut stream = bed.delta("web-1", types::WORKLOAD, subscribe).await;
+    let initial = stream.recv().await.unwrap();
+    assert_eq!(names(&initial), ["shop/orders-1"]);
+    stream.send(delta_ack(&initial)).await;
+
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let added = stream.recv().await.unwrap();
+    assert_eq!(names(&added), ["shop/orders-2"], "only the change is sent");
+    (stream, initial, added)
+}
+
+/// A delta stream of web-1 subscribed to the wildcard and to orders-1 by
+/// name, holding orders-1 and orders-2, both acknowledged.
+async fn wildcard_and_orders_1(bed: &mut Shop) -> Delta {
+    let (stream, _, added) = delta_through_moved(bed, &["*", "shop/orders-1"]).await;
+    stream.send(delta_ack(&added)).await;
+    stream
+}
+
 #[tokio::test]
 async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
     let mut bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
 
     let response = stream.recv().await.unwrap();
     assert!(!response.version_info.is_empty() && !response.nonce.is_empty());
@@ -31,12 +75,7 @@ async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
     stream.send(sotw_ack(&response, &[])).await;
     assert!(stream.quiet().await, "an ACK gets no answer");
 
-    let status = bed.fleet("web-1").await;
-    let workload_type = status.streams[0]
-        .types
-        .iter()
-        .find(|t| t.type_url == types::WORKLOAD)
-        .unwrap();
+    let workload_type = bed.workload_status("web-1").await;
     assert_eq!(
         workload_type.acked_revision.to_string(),
         response.version_info
@@ -47,8 +86,7 @@ async fn sotw_responses_carry_version_and_nonce_and_acks_are_recorded() {
 #[tokio::test]
 async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
     let mut bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
     let response = stream.recv().await.unwrap();
 
     stream
@@ -56,12 +94,7 @@ async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
         .await;
 
     assert!(stream.quiet().await, "the rejected set must not come back");
-    let status = bed.fleet("web-1").await;
-    let nacked = status.streams[0]
-        .types
-        .iter()
-        .find(|t| t.type_url == types::WORKLOAD)
-        .unwrap();
+    let nacked = bed.workload_status("web-1").await;
     assert_eq!(nacked.last_nack_error, "cannot apply orders-1");
     assert_eq!(nacked.acked_revision, 0);
 
@@ -73,8 +106,7 @@ async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
 #[tokio::test]
 async fn sotw_stale_nonce_is_ignored() {
     let bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::ENDPOINTS, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.sotw("web-1", types::ENDPOINTS, &[]).await;
     let response = stream.recv().await.unwrap();
     stream.send(sotw_ack(&response, &[])).await;
 
@@ -88,13 +120,7 @@ async fn sotw_stale_nonce_is_ignored() {
 #[tokio::test]
 async fn sotw_removed_resource_is_absent_from_the_next_set() {
     let mut bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(sotw_ack(&initial, &[])).await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let response = stream.recv().await.unwrap();
-    assert_eq!(sotw_names(&response).len(), 2);
+    let (mut stream, response) = sotw_through_moved(&mut bed, &[]).await;
     stream.send(sotw_ack(&response, &[])).await;
 
     bed.admin.delete(delete_orders_2()).await.unwrap();
@@ -107,12 +133,8 @@ async fn sotw_removed_resource_is_absent_from_the_next_set() {
 #[tokio::test]
 async fn sotw_subscription_by_name_returns_only_those_names() {
     let bed = shop::start().await;
-    let first = sotw_request(
-        Some("web-2"),
-        types::ENDPOINTS,
-        &["shop/orders", "shop/ghost"],
-    );
-    let mut stream = Sotw::open(bed.web2.clone(), first).await.unwrap();
+    let asks = ["shop/orders", "shop/ghost"];
+    let mut stream = bed.sotw("web-2", types::ENDPOINTS, &asks).await;
 
     let response = stream.recv().await.unwrap();
     assert_eq!(sotw_names(&response), ["shop/orders"]);
@@ -131,15 +153,7 @@ async fn sotw_subscription_by_name_returns_only_those_names() {
 #[tokio::test]
 async fn delta_sends_changes_once_and_reports_removals() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    assert_eq!(names(&initial), ["shop/orders-1"]);
-    stream.send(delta_ack(&initial)).await;
-
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let added = stream.recv().await.unwrap();
-    assert_eq!(names(&added), ["shop/orders-2"], "only the change is sent");
+    let (mut stream, _, added) = delta_through_moved(&mut bed, &["*"]).await;
     stream.send(delta_ack(&added)).await;
 
     bed.admin.delete(delete_orders_2()).await.unwrap();
@@ -151,12 +165,7 @@ async fn delta_sends_changes_once_and_reports_removals() {
 #[tokio::test]
 async fn delta_reconnect_with_initial_versions_resends_nothing_unchanged() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(delta_ack(&initial)).await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let added = stream.recv().await.unwrap();
+    let (mut stream, initial, added) = delta_through_moved(&mut bed, &["*"]).await;
     let held: Vec<(String, String)> = [&initial.resources[0], &added.resources[0]]
         .into_iter()
         .map(|r| (r.name.clone(), r.version.clone()))
@@ -164,9 +173,7 @@ async fn delta_reconnect_with_initial_versions_resends_nothing_unchanged() {
     stream.send(delta_ack(&added)).await;
 
     // orders-2 changes while the client is away.
-    let changed = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
-                   spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15009}\n";
-    apply(&mut bed.admin, changed).await.unwrap();
+    apply(&mut bed.admin, ORDERS_2_CHANGED).await.unwrap();
     stream.recv().await.unwrap();
     drop(stream);
     let mut again = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
@@ -197,8 +204,7 @@ async fn delta_reconnect_with_initial_versions_resends_nothing_unchanged() {
 #[tokio::test]
 async fn delta_unsubscribe_stops_updates_for_that_name() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-2"), types::ENDPOINTS, &["shop/orders"], &[]);
-    let mut stream = Delta::open(bed.web2.clone(), first).await.unwrap();
+    let mut stream = bed.delta("web-2", types::ENDPOINTS, &["shop/orders"]).await;
     let initial = stream.recv().await.unwrap();
     assert_eq!(names(&initial), ["shop/orders"]);
     stream.send(delta_ack(&initial)).await;
@@ -238,15 +244,8 @@ async fn unknown_type_url_gets_an_empty_answer() {
     let bed = shop::start().await;
     let unknown = "type.googleapis.com/example.Nothing";
 
-    let mut sotw = Sotw::open(bed.web1.clone(), sotw_request(Some("web-1"), unknown, &[]))
-        .await
-        .unwrap();
-    let mut delta = Delta::open(
-        bed.web1.clone(),
-        delta_request(Some("web-1"), unknown, &[], &[]),
-    )
-    .await
-    .unwrap();
+    let mut sotw = bed.sotw("web-1", unknown, &[]).await;
+    let mut delta = bed.delta("web-1", unknown, &[]).await;
 
     let answer = sotw.recv().await.unwrap();
     assert!(answer.resources.is_empty());
@@ -259,13 +258,7 @@ async fn unknown_type_url_gets_an_empty_answer() {
 async fn sotw_unsubscribe_by_shrinking_the_names_drops_them() {
     let mut bed = shop::start().await;
     let both = ["shop/orders-1", "shop/orders-2"];
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &both);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(sotw_ack(&initial, &both)).await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let response = stream.recv().await.unwrap();
-    assert_eq!(sotw_names(&response), both);
+    let (mut stream, response) = sotw_through_moved(&mut bed, &both).await;
 
     stream.send(sotw_ack(&response, &["shop/orders-1"])).await;
 
@@ -280,17 +273,11 @@ async fn sotw_unsubscribe_by_shrinking_the_names_drops_them() {
 async fn sotw_explicit_star_subscribes_to_everything() {
     let mut bed = shop::start().await;
     let names = ["*", "shop/orders-1"];
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &names);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(sotw_ack(&initial, &names)).await;
+    let (mut stream, response) = sotw_through_moved(&mut bed, &names).await;
 
-    apply(&mut bed.admin, MOVED).await.unwrap();
-
-    let response = stream.recv().await.unwrap();
-    assert_eq!(sotw_names(&response), ["shop/orders-1", "shop/orders-2"]);
     stream.send(sotw_ack(&response, &names)).await;
     bed.admin.delete(delete_orders_2()).await.unwrap();
+
     let next = stream.recv().await.unwrap();
     assert_eq!(sotw_names(&next), ["shop/orders-1"]);
 }
@@ -298,16 +285,14 @@ async fn sotw_explicit_star_subscribes_to_everything() {
 #[tokio::test]
 async fn delta_responses_carry_version_and_nonce_and_acks_are_recorded() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.delta("web-1", types::WORKLOAD, &["*"]).await;
 
     let response = stream.recv().await.unwrap();
     assert!(!response.system_version_info.is_empty() && !response.nonce.is_empty());
     stream.send(delta_ack(&response)).await;
     assert!(stream.quiet().await, "an ACK gets no answer");
 
-    let status = bed.fleet("web-1").await;
-    let workloads = workload_status(&status);
+    let workloads = bed.workload_status("web-1").await;
     assert_eq!(
         workloads.acked_revision.to_string(),
         response.system_version_info
@@ -325,20 +310,14 @@ async fn delta_responses_carry_version_and_nonce_and_acks_are_recorded() {
 #[tokio::test]
 async fn delta_stale_nonce_is_ignored() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(delta_ack(&initial)).await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let added = stream.recv().await.unwrap();
+    let (mut stream, initial, added) = delta_through_moved(&mut bed, &["*"]).await;
     stream.send(delta_ack(&added)).await;
 
     let stale = delta_nack(&initial, "a late rejection");
     stream.send(stale).await;
 
     assert!(stream.quiet().await, "a stale nonce gets no answer");
-    let status = bed.fleet("web-1").await;
-    let workloads = workload_status(&status);
+    let workloads = bed.workload_status("web-1").await;
     assert!(
         workloads.last_nack_error.is_empty(),
         "a stale NACK is not recorded: {workloads:?}"
@@ -352,12 +331,7 @@ async fn delta_stale_nonce_is_ignored() {
 #[tokio::test]
 async fn delta_nack_is_recorded_and_the_rejected_version_is_not_resent() {
     let mut bed = shop::start().await;
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    stream.send(delta_ack(&initial)).await;
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let added = stream.recv().await.unwrap();
+    let (mut stream, initial, added) = delta_through_moved(&mut bed, &["*"]).await;
 
     stream
         .send(delta_nack(&added, "cannot apply orders-2"))
@@ -367,8 +341,7 @@ async fn delta_nack_is_recorded_and_the_rejected_version_is_not_resent() {
         stream.quiet().await,
         "the rejected version must not come back"
     );
-    let status = bed.fleet("web-1").await;
-    let workloads = workload_status(&status);
+    let workloads = bed.workload_status("web-1").await;
     assert_eq!(workloads.last_nack_error, "cannot apply orders-2");
     assert_eq!(workloads.last_nack_revision, added.system_version_info);
     assert_eq!(
@@ -377,9 +350,7 @@ async fn delta_nack_is_recorded_and_the_rejected_version_is_not_resent() {
         "the client still runs what it last accepted"
     );
 
-    let changed = "kind: Workload\nmetadata: {name: orders-2, namespace: shop}\n\
-                   spec: {service: orders, node: web-1, appPort: 9092, inboundPort: 15009}\n";
-    apply(&mut bed.admin, changed).await.unwrap();
+    apply(&mut bed.admin, ORDERS_2_CHANGED).await.unwrap();
     let next = stream.recv().await.unwrap();
     assert_eq!(names(&next), ["shop/orders-2"], "a new version is sent");
 }
@@ -417,28 +388,4 @@ async fn delta_unsubscribing_the_wildcard_leaves_no_spurious_removals() {
         stream.quiet().await,
         "orders-2 came only through the wildcard; its deletion is not the client's concern"
     );
-}
-
-/// A delta stream of web-1 subscribed to the wildcard and to orders-1 by
-/// name, holding orders-1 and orders-2.
-async fn wildcard_and_orders_1(bed: &mut shop::Shop) -> Delta {
-    let first = delta_request(Some("web-1"), types::WORKLOAD, &["*", "shop/orders-1"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
-    let initial = stream.recv().await.unwrap();
-    assert_eq!(names(&initial), ["shop/orders-1"]);
-    stream.send(delta_ack(&initial)).await;
-
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let added = stream.recv().await.unwrap();
-    assert_eq!(names(&added), ["shop/orders-2"]);
-    stream.send(delta_ack(&added)).await;
-    stream
-}
-
-fn workload_status(status: &pb::FleetStatusResponse) -> &pb::XdsTypeStatus {
-    status.streams[0]
-        .types
-        .iter()
-        .find(|t| t.type_url == types::WORKLOAD)
-        .expect("the stream subscribed to workloads")
 }

@@ -1,16 +1,16 @@
 //! Fleet status: what `palisadectl status` and the admin API say of each
 //! connected stream: acknowledged revisions, how far behind, the last NACK.
 
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use palisade_tests::xds::shop::{self, MOVED, Shop};
 use palisade_tests::xds::{
-    Delta, Sotw, delta_ack, delta_nack, delta_request, sotw_ack, sotw_request, types,
+    Delta, delta_ack, delta_nack, delta_request, sotw_ack, sotw_request, types,
 };
 use palisade_tests::{apply, palisadectl, pb};
 
 /// An agent's delta stream subscribed to every agent type, all acknowledged.
 async fn converged_agent(bed: &Shop) -> Delta {
-    let first = delta_request(Some("web-1"), types::AGENT[0], &["*"], &[]);
-    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.delta("web-1", types::AGENT[0], &["*"]).await;
     for type_url in &types::AGENT[1..] {
         stream
             .send(delta_request(None, type_url, &["*"], &[]))
@@ -19,6 +19,15 @@ async fn converged_agent(bed: &Shop) -> Delta {
     let answered = stream.ack_until_quiet().await;
     assert!(answered.len() >= types::AGENT.len(), "{answered:?}");
     stream
+}
+
+/// A converged agent of web-1 that has been sent, and not yet acknowledged,
+/// the update of [`MOVED`].
+async fn agent_sent_moved(bed: &mut Shop) -> (Delta, DeltaDiscoveryResponse) {
+    let mut agent = converged_agent(bed).await;
+    apply(&mut bed.admin, MOVED).await.unwrap();
+    let update = agent.recv().await.unwrap();
+    (agent, update)
 }
 
 /// The value in `column` of the row of `palisadectl status` whose NODE is
@@ -79,14 +88,11 @@ async fn converged_agent_is_nothing_behind_after_a_change_to_one_of_its_types() 
 #[tokio::test]
 async fn sotw_agent_is_nothing_behind_after_a_change_to_one_of_its_types() {
     let mut bed = shop::start().await;
-    let first = sotw_request(Some("web-1"), types::WORKLOAD, &[]);
-    let mut stream = Sotw::open(bed.web1.clone(), first).await.unwrap();
+    let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
     let workloads = stream.recv().await.unwrap();
     stream.send(sotw_ack(&workloads, &[])).await;
-    stream
-        .send(sotw_request(None, types::AUTHORIZATION, &[]))
-        .await;
-    let rules = stream.recv().await.unwrap();
+    let rules = sotw_request(None, types::AUTHORIZATION, &[]);
+    let rules = stream.ask(rules).await.unwrap();
     stream.send(sotw_ack(&rules, &[])).await;
 
     apply(&mut bed.admin, MOVED).await.unwrap();
@@ -102,10 +108,7 @@ async fn sotw_agent_is_nothing_behind_after_a_change_to_one_of_its_types() {
 #[tokio::test]
 async fn unacknowledged_response_shows_behind_until_it_is_acknowledged() {
     let mut bed = shop::start().await;
-    let mut agent = converged_agent(&bed).await;
-
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let update = agent.recv().await.unwrap();
+    let (mut agent, update) = agent_sent_moved(&mut bed).await;
     let text = ctl_status(&bed);
 
     assert_ne!(status_cell(&text, "web-1", "BEHIND"), "0", "{text}");
@@ -118,21 +121,14 @@ async fn unacknowledged_response_shows_behind_until_it_is_acknowledged() {
 #[tokio::test]
 async fn delta_nack_shows_in_status_with_its_error() {
     let mut bed = shop::start().await;
-    let mut agent = converged_agent(&bed).await;
+    let (mut agent, update) = agent_sent_moved(&mut bed).await;
 
-    apply(&mut bed.admin, MOVED).await.unwrap();
-    let update = agent.recv().await.unwrap();
     agent
         .send(delta_nack(&update, "orders-2: port 9091 is taken"))
         .await;
     assert!(agent.quiet().await, "the rejected version is not resent");
 
-    let status = bed.fleet("web-1").await;
-    let workloads = status.streams[0]
-        .types
-        .iter()
-        .find(|t| t.type_url == types::WORKLOAD)
-        .unwrap();
+    let workloads = bed.workload_status("web-1").await;
     assert_eq!(workloads.last_nack_error, "orders-2: port 9091 is taken");
     assert_eq!(workloads.last_nack_revision, update.system_version_info);
     let text = ctl_status(&bed);

@@ -7,7 +7,7 @@ use palisade_proto::xds as agent_pb;
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::types;
+use super::{Delta, Sotw, delta_request, sotw_request, types};
 use crate::identity::{TestNode, join_token, mtls_channel};
 use crate::{Admin, ControlPlane, apply, pb};
 
@@ -85,6 +85,33 @@ pub async fn start() -> Shop {
 }
 
 impl Shop {
+    /// The channel authenticated by the certificate of `node`, web-1 or web-2.
+    pub fn channel(&self, node: &str) -> Channel {
+        match node {
+            "web-1" => self.web1.clone(),
+            "web-2" => self.web2.clone(),
+            other => panic!("the shop has no node {other}"),
+        }
+    }
+
+    /// Opens a SotW stream of `node` whose first request names `names` of
+    /// `type_url`.
+    pub async fn sotw(&self, node: &str, type_url: &str, names: &[&str]) -> Sotw {
+        let first = sotw_request(Some(node), type_url, names);
+        Sotw::open(self.channel(node), first)
+            .await
+            .expect("the stream opens")
+    }
+
+    /// Opens a delta stream of `node` whose first request subscribes to
+    /// `subscribe` of `type_url`.
+    pub async fn delta(&self, node: &str, type_url: &str, subscribe: &[&str]) -> Delta {
+        let first = delta_request(Some(node), type_url, subscribe, &[]);
+        Delta::open(self.channel(node), first)
+            .await
+            .expect("the stream opens")
+    }
+
     /// The fleet status of `node`'s streams, with the resources they hold.
     pub async fn fleet(&mut self, node: &str) -> pb::FleetStatusResponse {
         let request = pb::FleetStatusRequest {
@@ -92,6 +119,16 @@ impl Shop {
             resources: true,
         };
         self.admin.fleet_status(request).await.unwrap().into_inner()
+    }
+
+    /// What the fleet status says of the workloads on `node`'s first stream.
+    pub async fn workload_status(&mut self, node: &str) -> pb::XdsTypeStatus {
+        let stream = self.fleet(node).await.streams.remove(0);
+        stream
+            .types
+            .into_iter()
+            .find(|t| t.type_url == types::WORKLOAD)
+            .expect("the stream subscribed to workloads")
     }
 
     /// A channel authenticated by the SVID of `shop/<workload>`, a workload
