@@ -127,7 +127,11 @@ pub trait Store: Send + Sync + 'static {
         preconditions: Vec<Precondition>,
     ) -> Result<u64, StoreError>;
 
-    /// Reads one resource.
+    /// Reads one resource, as the next write will see it: the result may
+    /// include writes whose disk sync is still under way. That is what
+    /// planning a write needs (its preconditions pin what it read, and it
+    /// is durable only after everything before it); before telling a
+    /// client what was read, wait for [`Store::settled`].
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError>;
 
     /// Reads up to `limit` resources whose keys start with `prefix`, in key
@@ -138,6 +142,11 @@ pub trait Store: Send + Sync + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ResourcePage, StoreError>;
+
+    /// Returns once every write that a read made before this call could
+    /// have seen is durable, so that nothing a client is told can vanish in
+    /// a crash.
+    async fn settled(&self) -> Result<(), StoreError>;
 
     /// The revision of the newest durable write.
     fn revision(&self) -> Revision;

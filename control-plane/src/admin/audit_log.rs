@@ -39,6 +39,7 @@ impl AdminService {
 
         while response.entries.len() < limit {
             let entries = self.state.store.audit_entries(after, limit).await?;
+            self.state.store.settled().await?;
             let Some(last) = entries.last() else { break };
             after = last.sequence;
             let wanted = entries

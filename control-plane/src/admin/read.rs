@@ -37,7 +37,9 @@ impl AdminService {
     }
 
     async fn read_one(&self, key: &ResourceKey) -> Result<pb::Resource, AdminError> {
-        match self.state.store.get(&key.store_key()).await? {
+        let found = self.state.store.get(&key.store_key()).await?;
+        self.state.store.settled().await?;
+        match found {
             Some(stored) => to_proto(&stored),
             None => Err(AdminError::NotFound(format!("{key} does not exist"))),
         }
@@ -86,6 +88,7 @@ impl AdminService {
         }
 
         let page = self.state.store.list(&prefix, start_after, limit).await?;
+        self.state.store.settled().await?;
         let mut response = pb::ListResponse {
             revision: page.revision,
             ..Default::default()

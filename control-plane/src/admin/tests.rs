@@ -32,6 +32,7 @@ struct Faulty {
     store: Arc<dyn Store>,
     audits_fail: AtomicBool,
     writes_fail: AtomicBool,
+    settling_fails: AtomicBool,
 }
 
 impl Faulty {
@@ -41,6 +42,10 @@ impl Faulty {
 
     fn fail_writes(&self) {
         self.writes_fail.store(true, Ordering::SeqCst);
+    }
+
+    fn fail_settling(&self) {
+        self.settling_fails.store(true, Ordering::SeqCst);
     }
 }
 
@@ -87,6 +92,13 @@ impl Store for Faulty {
 
     fn revision(&self) -> Revision {
         self.store.revision()
+    }
+
+    async fn settled(&self) -> Result<(), StoreError> {
+        if self.settling_fails.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.store.settled().await
     }
 
     async fn changes_after(
@@ -151,6 +163,7 @@ impl Harness {
             store: fixture.store.clone(),
             audits_fail: AtomicBool::new(false),
             writes_fail: AtomicBool::new(false),
+            settling_fails: AtomicBool::new(false),
         });
         let xds = Xds::start(fixture.store.clone(), fixture.authority.clone())
             .await
@@ -293,4 +306,40 @@ async fn an_apply_is_acknowledged_once_written_with_its_audit_entry() {
         (reply.revision, Outcome::Ok)
     );
     assert_eq!(entry.record.targets, vec![NEW_NODE_KEY.to_owned()]);
+}
+
+#[tokio::test]
+async fn reads_answer_only_once_what_they_read_is_durable() {
+    let harness = Harness::new().await;
+    harness.apply_as("admin", NEW_NODE).await.unwrap();
+    harness.store.fail_settling();
+    let admin = harness.service_for("admin");
+
+    let get = pb::GetRequest {
+        kind: "Node".into(),
+        name: "web-2".into(),
+        ..Default::default()
+    };
+    let list = pb::ListRequest {
+        kind: "Node".into(),
+        ..Default::default()
+    };
+    let audit = pb::ListAuditRequest::default();
+    let statuses = [
+        admin.get(Request::new(get)).await.map(|_| ()).unwrap_err(),
+        admin
+            .list(Request::new(list))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        admin
+            .list_audit(Request::new(audit))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ];
+
+    for status in statuses {
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+    }
 }

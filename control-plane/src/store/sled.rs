@@ -120,27 +120,6 @@ impl SledStore {
     }
 
     /// Queues a job for the committer and waits for its answer.
-    /// Returns once every commit round begun so far is durable, so that what
-    /// a read just saw is on disk; a round in flight costs the read at most
-    /// its disk sync.
-    async fn durable_reads(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-
-        let begun = self.inner.rounds_begun.load(SeqCst);
-        loop {
-            let settled = self.inner.settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if let Some(failure) = self.inner.failure.get() {
-                return Err(StoreError::Failed(failure.clone()));
-            }
-            if self.inner.rounds_settled.load(SeqCst) >= begun {
-                return Ok(());
-            }
-            settled.await;
-        }
-    }
-
     async fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
@@ -279,9 +258,7 @@ impl Store for SledStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
-        let found = read_resource(&self.inner.trees.resources, key)?;
-        self.durable_reads().await?;
-        Ok(found)
+        read_resource(&self.inner.trees.resources, key)
     }
 
     async fn list(
@@ -316,8 +293,27 @@ impl Store for SledStore {
             }
             page.resources.push(decode_resource(&key, &value)?);
         }
-        self.durable_reads().await?;
         Ok(page)
+    }
+
+    /// Every commit round begun so far has settled: what a read just saw
+    /// is on disk. A round in flight costs the caller at most its sync.
+    async fn settled(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let begun = self.inner.rounds_begun.load(SeqCst);
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if let Some(failure) = self.inner.failure.get() {
+                return Err(StoreError::Failed(failure.clone()));
+            }
+            if self.inner.rounds_settled.load(SeqCst) >= begun {
+                return Ok(());
+            }
+            settled.await;
+        }
     }
 
     fn revision(&self) -> Revision {
@@ -359,7 +355,6 @@ impl Store for SledStore {
                 .map_err(|e| StoreError::Damaged(format!("audit entry: {e}")))?;
             entries.push(entry);
         }
-        self.durable_reads().await?;
         Ok(entries)
     }
 
@@ -389,7 +384,6 @@ impl Store for SledStore {
 
     async fn system_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self.inner.trees.system.get(key).map_err(backend)?;
-        self.durable_reads().await?;
         Ok(value.map(|v| v.to_vec()))
     }
 

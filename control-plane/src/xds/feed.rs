@@ -49,6 +49,7 @@ pub async fn load(store: &dyn Store, authority: &Authority) -> Result<World, Sto
             }
         }
     }
+    store.settled().await?;
     Ok(world)
 }
 

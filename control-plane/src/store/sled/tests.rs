@@ -395,7 +395,7 @@ fn a_staged_write_under_a_prefix_fails_unchanged_since() {
 }
 
 #[tokio::test]
-async fn a_read_waits_until_the_round_it_may_have_seen_is_durable() {
+async fn a_reader_settles_only_once_the_round_it_may_have_seen_is_durable() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -404,7 +404,10 @@ async fn a_read_waits_until_the_round_it_may_have_seen_is_durable() {
     // A round is between its commit and its disk sync.
     let round = store.inner.rounds_begun.fetch_add(1, SeqCst) + 1;
     let reading = store.clone();
-    let reader = tokio::spawn(async move { reading.get("Node//a").await });
+    let reader = tokio::spawn(async move {
+        let found = reading.get("Node//a").await;
+        reading.settled().await.map(|()| found)
+    });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(
         !reader.is_finished(),
@@ -416,12 +419,13 @@ async fn a_read_waits_until_the_round_it_may_have_seen_is_durable() {
         .await
         .expect("the read waits only for the round")
         .unwrap()
+        .unwrap()
         .unwrap();
     assert!(found.is_some());
 }
 
 #[tokio::test]
-async fn a_read_fails_rather_than_waits_once_a_sync_failed() {
+async fn settling_fails_rather_than_waits_once_a_sync_failed() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -429,9 +433,9 @@ async fn a_read_fails_rather_than_waits_once_a_sync_failed() {
 
     let _ = store.inner.failure.set("disk gone".into());
     store.inner.settled.notify_waiters();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.get("Node//a"))
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.settled())
         .await
-        .expect("a failed store answers reads at once");
+        .expect("a failed store answers at once");
 
     assert!(matches!(read, Err(StoreError::Failed(_))), "{read:?}");
 }
