@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
 /// How long connections get to finish on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 10;
+/// Threads that run the data path and the agent's tasks. One thread keeps
+/// a forwarded request on one core from read to write, which is what keeps
+/// latency low on small hosts; more threads add handshake capacity.
+pub const DEFAULT_WORKER_THREADS: usize = 1;
+/// The most worker threads accepted.
+const MAX_WORKER_THREADS: usize = 256;
 /// What the error for a missing trust bundle says.
 const TRUST_BUNDLE_REQUIRED: &str = "required: the PEM file of the CAs that the control \
      plane's certificate chains to, which the agent trusts until the control plane sends its \
@@ -98,6 +104,7 @@ pub struct FileConfig {
     pub max_handshakes: Option<usize>,
     pub max_handshakes_per_source: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
+    pub worker_threads: Option<usize>,
     pub sds_socket: Option<PathBuf>,
     pub cert_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -122,6 +129,7 @@ pub struct Overrides {
     pub max_handshakes: Option<usize>,
     pub max_handshakes_per_source: Option<usize>,
     pub drain_timeout_secs: Option<u64>,
+    pub worker_threads: Option<usize>,
     pub sds_socket: Option<PathBuf>,
     pub cert_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -170,6 +178,9 @@ pub struct AgentConfig {
     pub data_path: DataPathConfig,
     /// How long the data path gets to drain on shutdown.
     pub drain_timeout: Duration,
+    /// Threads of the runtime: with one, everything runs on a single
+    /// thread; with more, tasks are spread over that many.
+    pub worker_threads: usize,
     /// Where the agent serves Envoy's SDS to a co-located Envoy, e.g.
     /// `/var/run/palisade/agent.sock`; `None` (the default) serves none.
     pub sds_socket: Option<PathBuf>,
@@ -214,6 +225,7 @@ impl AgentConfig {
         if server_name.as_deref() == Some("") {
             return Err(invalid("server_name", "must not be empty"));
         }
+        let worker_threads = worker_threads(over.worker_threads.or(file.worker_threads))?;
         let sds_socket = socket_path(over.sds_socket.or(file.sds_socket))?;
         let cert_dir = over.cert_dir.or(file.cert_dir);
         if cert_dir
@@ -239,6 +251,7 @@ impl AgentConfig {
                     .or(file.drain_timeout_secs)
                     .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
             ),
+            worker_threads,
             sds_socket,
             cert_dir,
             log: LogConfig {
@@ -285,7 +298,7 @@ impl DataPathConfig {
 
         Ok(Self {
             bind_address: ip("bind_address", bind, DEFAULT_BIND_ADDRESS)?,
-            outbound_address: ip("outbound_address", outbound, DEFAULT_OUTBOUND_ADDRESS)?,
+            outbound_address: outbound_ip(outbound)?,
             proxy_protocol: over.proxy_protocol.or(file.proxy_protocol).unwrap_or(false),
             handshake_timeout: Duration::from_secs(timeout),
             max_connections,
@@ -305,6 +318,19 @@ fn at_least_one(
         0 => Err(invalid(setting, "must be at least 1")),
         count => Ok(count),
     }
+}
+
+/// The worker thread count given or its default, from 1 to
+/// [`MAX_WORKER_THREADS`].
+fn worker_threads(given: Option<usize>) -> Result<usize, ConfigError> {
+    let threads = at_least_one("worker_threads", given, DEFAULT_WORKER_THREADS)?;
+    if threads > MAX_WORKER_THREADS {
+        return Err(invalid(
+            "worker_threads",
+            format!("{threads} is more than {MAX_WORKER_THREADS}"),
+        ));
+    }
+    Ok(threads)
 }
 
 /// The control plane's addresses; each entry may itself hold several
@@ -358,6 +384,23 @@ fn socket_path(given: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
         ));
     }
     Ok(Some(path))
+}
+
+/// Where outbound listeners bind: a loopback address only, since whoever
+/// reaches an outbound listener speaks with its workload's identity.
+fn outbound_ip(given: Option<&String>) -> Result<IpAddr, ConfigError> {
+    let setting = "outbound_address";
+    let address = ip(setting, given, DEFAULT_OUTBOUND_ADDRESS)?;
+    if !address.is_loopback() {
+        return Err(invalid(
+            setting,
+            format!(
+                "{address} is not a loopback address; outbound listeners lend their workload's \
+                 identity to whoever connects, so they bind to 127.0.0.0/8 or ::1 only"
+            ),
+        ));
+    }
+    Ok(address)
 }
 
 fn ip(setting: &'static str, given: Option<&String>, default: &str) -> Result<IpAddr, ConfigError> {

@@ -35,15 +35,18 @@ use crate::xds::{self, Applier, Resources};
 /// How long the background tasks get to stop after the data path drained.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the agent with the configuration from `config_file` (if any) and
-/// `overrides`.
-pub async fn run(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
-    // Configuration and logs.
+/// The effective configuration: `config_file` (if any), then `overrides`.
+pub fn configure(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<AgentConfig> {
     let file = match config_file {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let config = AgentConfig::resolve(file, overrides)?;
+    Ok(AgentConfig::resolve(file, overrides)?)
+}
+
+/// Runs the agent with `config` until a signal or a failure.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    // Logs.
     init_tracing(&config.log);
     log_config(&config);
 
@@ -356,6 +359,7 @@ fn log_config(config: &AgentConfig) {
         max_handshakes = data_path.max_handshakes,
         max_handshakes_per_source = data_path.max_handshakes_per_source,
         drain_timeout = ?config.drain_timeout,
+        worker_threads = config.worker_threads,
         sds_socket = ?config.sds_socket,
         cert_dir = ?config.cert_dir,
         "palisade-agent starting"

@@ -18,6 +18,7 @@ fn defaults_fill_what_nobody_set() {
     assert_eq!(config.data_path.outbound_address.to_string(), "127.0.0.1");
     assert!(!config.data_path.proxy_protocol);
     assert_eq!(config.drain_timeout, Duration::from_secs(10));
+    assert_eq!(config.worker_threads, 1);
     assert_eq!(config.log.format, LogFormat::Human);
     assert_eq!(config.control_plane[0].uri, "https://cp.example.org:7443");
     assert_eq!(config.control_plane[0].server_name, "cp.example.org");
@@ -167,6 +168,34 @@ fn bad_values_are_refused_with_the_value() {
             },
             "max_handshakes_per_source: must be at least 1",
         ),
+        (
+            Overrides {
+                outbound_address: Some("0.0.0.0".into()),
+                ..required()
+            },
+            "outbound_address: 0.0.0.0 is not a loopback address",
+        ),
+        (
+            Overrides {
+                outbound_address: Some("10.1.2.3".into()),
+                ..required()
+            },
+            "outbound_address: 10.1.2.3 is not a loopback address",
+        ),
+        (
+            Overrides {
+                worker_threads: Some(0),
+                ..required()
+            },
+            "worker_threads: must be at least 1",
+        ),
+        (
+            Overrides {
+                worker_threads: Some(100_000),
+                ..required()
+            },
+            "worker_threads: 100000 is more than 256",
+        ),
     ];
 
     for (over, expected) in cases {
@@ -207,6 +236,7 @@ fn a_file_may_list_every_setting() {
         max_handshakes = 50
         max_handshakes_per_source = 5
         drain_timeout_secs = 3
+        worker_threads = 2
         log_format = "json"
         log_level = "debug"
         "#,
@@ -221,5 +251,20 @@ fn a_file_may_list_every_setting() {
     assert_eq!(config.data_path.handshake_timeout, Duration::from_secs(5));
     assert_eq!(config.data_path.max_handshakes, 50);
     assert_eq!(config.data_path.max_handshakes_per_source, 5);
+    assert_eq!(config.worker_threads, 2);
     assert_eq!(config.log.format, LogFormat::Json);
+}
+
+#[test]
+fn outbound_listeners_may_bind_any_loopback_address() {
+    for address in ["127.0.0.21", "::1"] {
+        let over = Overrides {
+            outbound_address: Some(address.into()),
+            ..required()
+        };
+
+        let config = AgentConfig::resolve(FileConfig::default(), over).unwrap();
+
+        assert_eq!(config.data_path.outbound_address.to_string(), address);
+    }
 }
