@@ -10,9 +10,18 @@
 //! 2. else the first matching ALLOW rule in enforce mode lets through;
 //! 3. else the connection is refused: an empty ALLOW list refuses all.
 //!
-//! Rules in audit mode, and every AUDIT rule, never change the decision;
-//! their matches are returned in [`Decision::audited`] for the caller to
-//! log.
+//! Rules in audit mode never change the decision: the connection is
+//! decided as if they were absent. The decision the Service would make
+//! with them enforced too is computed beside it, and returned in
+//! [`Decision::dry_run`] when it differs, for the caller to log: an ALLOW
+//! policy in audit mode that would let a refused caller through, a DENY
+//! policy in audit mode that would refuse an allowed one. AUDIT rules never
+//! decide either; those that match are returned in [`Decision::audited`].
+//! So a Service whose only ALLOW policy is in audit mode refuses every
+//! caller, as it would without that policy, and logs the callers the
+//! policy would let through: trying a policy never opens a Service nor
+//! closes it. The control plane's RBAC for Envoy and gRPC leaves audit
+//! mode out the same way.
 //!
 //! A TCP proxy cannot see methods, paths, request tokens or `when`
 //! conditions. A rule that needs one of them never matches when it would
@@ -103,45 +112,26 @@ impl fmt::Display for RuleId {
     }
 }
 
-/// What a rule that is only logged would have done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    Deny,
-    Allow,
-    /// An AUDIT rule: it only ever logs.
-    Audit,
+/// What a service decides for one connection, or would decide: allowed or
+/// refused, and by which rule. Displays the rule, or `default deny`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The rule that decided; `None` when nothing matched (default deny).
+    pub rule: Option<RuleId>,
 }
 
-impl Effect {
-    /// Lowercase, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Deny => "deny",
-            Effect::Allow => "allow",
-            Effect::Audit => "audit",
+impl Verdict {
+    /// `allow` or `deny`, for logs.
+    pub fn effect(&self) -> &'static str {
+        match self.allowed {
+            true => "allow",
+            false => "deny",
         }
     }
 }
 
-/// A logged-only rule that matched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Audited {
-    pub rule: RuleId,
-    pub effect: Effect,
-}
-
-/// The outcome for one connection. Displays the deciding rule, or
-/// `default deny`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// The rule that decided; `None` when nothing matched (default deny).
-    pub rule: Option<RuleId>,
-    /// Logged-only rules that matched, in the order the resource lists them.
-    pub audited: Vec<Audited>,
-}
-
-impl fmt::Display for Decision {
+impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.rule {
             Some(rule) => rule.fmt(f),
@@ -150,15 +140,51 @@ impl fmt::Display for Decision {
     }
 }
 
+/// The outcome for one connection. Displays the deciding rule, or
+/// `default deny`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// What the enforced rules decided.
+    pub verdict: Verdict,
+    /// What the Service would decide with its audit-mode rules enforced
+    /// too, when that is another outcome or another rule.
+    pub dry_run: Option<Verdict>,
+    /// The AUDIT rules that matched, in the order the resource lists them.
+    pub audited: Vec<RuleId>,
+}
+
+impl Decision {
+    /// Whether the connection may go through.
+    pub fn allowed(&self) -> bool {
+        self.verdict.allowed
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.verdict.fmt(f)
+    }
+}
+
+/// A compiled DENY or ALLOW rule, and whether it is enforced or only tried
+/// (audit mode).
+#[derive(Clone, Debug)]
+struct Ranked {
+    rule: Rule,
+    enforced: bool,
+}
+
 /// The compiled authorization of one Service.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// Namespace conditions only see callers of this trust domain; empty
     /// when the bundle does not say.
     trust_domain: String,
-    deny: Vec<Rule>,
-    allow: Vec<Rule>,
-    logged: Vec<(Effect, Rule)>,
+    deny: Vec<Ranked>,
+    allow: Vec<Ranked>,
+    /// Whether some DENY or ALLOW rule is in audit mode.
+    trials: bool,
+    audit: Vec<Rule>,
 }
 
 impl Policy {
@@ -172,33 +198,39 @@ impl Policy {
     pub fn compile(authorization: &pb::Authorization, trust_domain: &str) -> Self {
         let audit = pb::EnforcementMode::Audit as i32;
         let enforce = pb::EnforcementMode::Enforce as i32;
-        let mut policy = Self {
-            trust_domain: trust_domain.to_owned(),
-            ..Self::default()
-        };
 
-        // An unknown mode fails closed: DENY rules enforce, ALLOW rules only
-        // log.
-        for rule in &authorization.deny {
-            let compiled = Rule::compile(rule, true);
-            match rule.mode == audit {
-                true => policy.logged.push((Effect::Deny, compiled)),
-                false => policy.deny.push(compiled),
-            }
+        // An unknown mode fails closed: DENY rules enforce, ALLOW rules are
+        // only tried.
+        let deny: Vec<Ranked> = authorization
+            .deny
+            .iter()
+            .map(|rule| Ranked {
+                rule: Rule::compile(rule, true),
+                enforced: rule.mode != audit,
+            })
+            .collect();
+        let allow: Vec<Ranked> = authorization
+            .allow
+            .iter()
+            .map(|rule| Ranked {
+                rule: Rule::compile(rule, false),
+                enforced: rule.mode == enforce,
+            })
+            .collect();
+
+        let trials = deny.iter().chain(&allow).any(|ranked| !ranked.enforced);
+        let audit = authorization
+            .audit
+            .iter()
+            .map(|rule| Rule::compile(rule, false))
+            .collect();
+        Self {
+            trust_domain: trust_domain.to_owned(),
+            deny,
+            allow,
+            trials,
+            audit,
         }
-        for rule in &authorization.allow {
-            let compiled = Rule::compile(rule, false);
-            match rule.mode == enforce {
-                true => policy.allow.push(compiled),
-                false => policy.logged.push((Effect::Allow, compiled)),
-            }
-        }
-        for rule in &authorization.audit {
-            policy
-                .logged
-                .push((Effect::Audit, Rule::compile(rule, false)));
-        }
-        policy
     }
 
     /// Decides a connection from `caller` to destination `port`.
@@ -209,28 +241,43 @@ impl Policy {
             port,
         };
 
+        let verdict = self.judge(&request, |ranked| ranked.enforced);
+        let dry_run = self
+            .trials
+            .then(|| self.judge(&request, |_| true))
+            .filter(|tried| *tried != verdict);
         let audited = self
-            .logged
+            .audit
             .iter()
-            .filter(|(_, rule)| rule.matches(&request))
-            .map(|(effect, rule)| Audited {
-                rule: rule.id.clone(),
-                effect: *effect,
-            })
+            .filter(|rule| rule.matches(&request))
+            .map(|rule| rule.id.clone())
             .collect();
-
-        let matching = |rule: &&Rule| rule.matches(&request);
-        let (allowed, rule) = if let Some(deny) = self.deny.iter().find(matching) {
-            (false, Some(deny.id.clone()))
-        } else if let Some(allow) = self.allow.iter().find(matching) {
-            (true, Some(allow.id.clone()))
-        } else {
-            (false, None)
-        };
         Decision {
-            allowed,
-            rule,
+            verdict,
+            dry_run,
             audited,
+        }
+    }
+
+    /// The first matching DENY rule, else the first matching ALLOW rule,
+    /// else default deny, among the rules `counted` takes.
+    fn judge(&self, request: &Request<'_>, counted: impl Fn(&Ranked) -> bool) -> Verdict {
+        let first = |rules: &[Ranked]| {
+            rules
+                .iter()
+                .find(|ranked| counted(ranked) && ranked.rule.matches(request))
+                .map(|ranked| ranked.rule.id.clone())
+        };
+        if let Some(deny) = first(&self.deny) {
+            return Verdict {
+                allowed: false,
+                rule: Some(deny),
+            };
+        }
+        let allow = first(&self.allow);
+        Verdict {
+            allowed: allow.is_some(),
+            rule: allow,
         }
     }
 }

@@ -85,14 +85,14 @@ fn policy(deny: Vec<pb::AuthorizationRule>, allow: Vec<pb::AuthorizationRule>) -
 
 /// Whether one ALLOW rule lets `caller` reach `port`.
 fn allows(rule: pb::AuthorizationRule, caller: &Caller, port: u16) -> bool {
-    policy(vec![], vec![rule]).decide(caller, port).allowed
+    policy(vec![], vec![rule]).decide(caller, port).allowed()
 }
 
 /// Whether one DENY rule (beside an allow-all) refuses `caller` on `port`.
 fn denies(rule: pb::AuthorizationRule, caller: &Caller, port: u16) -> bool {
     !policy(vec![rule], vec![self::rule("all", 0)])
         .decide(caller, port)
-        .allowed
+        .allowed()
 }
 
 fn id(policy: &str, index: u32) -> Option<RuleId> {
@@ -106,18 +106,18 @@ fn id(policy: &str, index: u32) -> Option<RuleId> {
 fn an_empty_allow_list_refuses_everyone() {
     let decision = policy(vec![], vec![]).decide(&web(), 80);
 
-    assert!(!decision.allowed);
-    assert_eq!(decision.rule, None);
+    assert!(!decision.allowed());
+    assert_eq!(decision.verdict.rule, None);
     assert_eq!(decision.to_string(), "default deny");
-    assert!(!Policy::deny_all().decide(&web(), 80).allowed);
+    assert!(!Policy::deny_all().decide(&web(), 80).allowed());
 }
 
 #[test]
 fn an_allow_rule_without_conditions_allows_everyone() {
     let decision = policy(vec![], vec![rule("open", 2)]).decide(&web(), 80);
 
-    assert!(decision.allowed);
-    assert_eq!(decision.rule, id("open", 2));
+    assert!(decision.allowed());
+    assert_eq!(decision.verdict.rule, id("open", 2));
     assert_eq!(decision.to_string(), "open/2");
 }
 
@@ -383,8 +383,8 @@ fn unreadable_patterns_and_networks_fail_closed() {
 fn deny_rules_are_judged_before_allow_rules() {
     let decision = policy(vec![rule("block", 1)], vec![rule("open", 0)]).decide(&web(), 80);
 
-    assert!(!decision.allowed);
-    assert_eq!(decision.rule, id("block", 1));
+    assert!(!decision.allowed());
+    assert_eq!(decision.verdict.rule, id("block", 1));
 }
 
 #[test]
@@ -400,34 +400,76 @@ fn the_first_matching_rule_of_a_list_decides() {
     let deny = vec![port("x", 0, 90), port("y", 2, 90)];
     let policy = policy(deny, allow);
 
-    assert_eq!(policy.decide(&web(), 80).rule, id("b", 0));
-    assert_eq!(policy.decide(&web(), 90).rule, id("x", 0));
-    assert_eq!(policy.decide(&web(), 91).rule, None);
+    assert_eq!(policy.decide(&web(), 80).verdict.rule, id("b", 0));
+    assert_eq!(policy.decide(&web(), 90).verdict.rule, id("x", 0));
+    assert_eq!(policy.decide(&web(), 91).verdict.rule, None);
+}
+
+fn verdict(allowed: bool, rule: Option<RuleId>) -> Verdict {
+    Verdict { allowed, rule }
 }
 
 #[test]
 fn audit_mode_rules_only_report_what_they_would_have_done() {
-    let policy = policy(
+    // The Service's only ALLOW policy, tried in audit mode: callers stay
+    // refused, as without it, and the dry run says it would let them in.
+    let trial_allow = policy(vec![], vec![audit_mode(rule("would-open", 1))]);
+    // A DENY policy tried beside an enforced ALLOW: callers stay allowed,
+    // and the dry run says it would refuse them.
+    let trial_deny = policy(
         vec![audit_mode(rule("would-block", 0))],
-        vec![audit_mode(rule("would-open", 1))],
+        vec![rule("open", 0)],
+    );
+
+    let refused = trial_allow.decide(&web(), 80);
+    let allowed = trial_deny.decide(&web(), 80);
+
+    assert_eq!(refused.verdict, verdict(false, None));
+    assert_eq!(refused.dry_run, Some(verdict(true, id("would-open", 1))));
+    assert_eq!(allowed.verdict, verdict(true, id("open", 0)));
+    assert_eq!(allowed.dry_run, Some(verdict(false, id("would-block", 0))));
+    assert!(refused.audited.is_empty() && allowed.audited.is_empty());
+}
+
+#[test]
+fn a_policy_in_audit_mode_changes_no_decision() {
+    let web_only = from(pb::Source {
+        identities: vec![exact(WEB)],
+        ..Default::default()
+    });
+    let enforced = policy(vec![], vec![rule("open", 0)]);
+    let with_trials = policy(
+        vec![audit_mode(web_only.clone())],
+        vec![rule("open", 0), audit_mode(rule("extra", 0))],
+    );
+    let other = caller("spiffe://td/ns/shop/sa/batch", "10.0.0.6");
+
+    for caller in [web(), other.clone()] {
+        assert_eq!(
+            with_trials.decide(&caller, 80).verdict,
+            enforced.decide(&caller, 80).verdict,
+            "{}",
+            caller.identity
+        );
+    }
+    assert_eq!(
+        with_trials.decide(&web(), 80).dry_run,
+        Some(verdict(false, id("p", 0)))
+    );
+    assert_eq!(with_trials.decide(&other, 80).dry_run, None);
+}
+
+#[test]
+fn a_dry_run_that_decides_alike_is_not_reported() {
+    let policy = policy(
+        vec![rule("block", 0), audit_mode(rule("would-block", 1))],
+        vec![audit_mode(rule("would-open", 0))],
     );
 
     let decision = policy.decide(&web(), 80);
 
-    assert!(!decision.allowed);
-    assert_eq!(decision.rule, None);
-    let audited: Vec<_> = decision
-        .audited
-        .iter()
-        .map(|a| (a.rule.to_string(), a.effect))
-        .collect();
-    assert_eq!(
-        audited,
-        [
-            ("would-block/0".to_owned(), Effect::Deny),
-            ("would-open/1".to_owned(), Effect::Allow)
-        ]
-    );
+    assert_eq!(decision.verdict, verdict(false, id("block", 0)));
+    assert_eq!(decision.dry_run, None);
 }
 
 #[test]
@@ -447,15 +489,11 @@ fn audit_rules_are_reported_whatever_their_mode_and_never_decide() {
 
     let decision = Policy::compile(&authorization, TD).decide(&web(), 80);
 
-    assert!(decision.allowed);
-    assert_eq!(decision.rule, id("open", 0));
-    let audited: Vec<_> = decision
-        .audited
-        .iter()
-        .map(|a| a.rule.to_string())
-        .collect();
+    assert!(decision.allowed());
+    assert_eq!(decision.verdict.rule, id("open", 0));
+    assert_eq!(decision.dry_run, None);
+    let audited: Vec<_> = decision.audited.iter().map(RuleId::to_string).collect();
     assert_eq!(audited, ["watch/0", "watch/1"]);
-    assert!(decision.audited.iter().all(|a| a.effect == Effect::Audit));
 }
 
 #[test]
@@ -465,8 +503,8 @@ fn an_unknown_mode_fails_closed() {
     let allow_only = policy(vec![], vec![unknown(rule("open", 0))]);
     let with_deny = policy(vec![unknown(rule("block", 0))], vec![rule("open", 0)]);
 
-    assert!(!allow_only.decide(&web(), 80).allowed);
-    assert_eq!(with_deny.decide(&web(), 80).rule, id("block", 0));
+    assert!(!allow_only.decide(&web(), 80).allowed());
+    assert_eq!(with_deny.decide(&web(), 80).verdict.rule, id("block", 0));
 }
 
 #[test]

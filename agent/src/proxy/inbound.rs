@@ -22,7 +22,7 @@ use super::presented::{self, Presented};
 use super::registry::{Admitted, InboundConnection, InboundRefusal, PeerCertificate};
 use super::verified::Role;
 use super::{Context, listeners, proxy_protocol, tls};
-use crate::authz::Caller;
+use crate::authz::{Caller, Decision};
 
 /// Why an admitted connection did not reach the application.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl Inbound {
             Ok(admitted) => admitted,
             Err(refusal) => return self.refused(&caller, &refusal),
         };
-        self.log_audits(&caller, &admitted);
+        self.log_audits(&caller, &admitted.grant.decision);
 
         let app = match self.app(&admitted, peer, reached, &caller).await {
             Ok(app) => app,
@@ -217,17 +217,34 @@ impl Inbound {
             reason = %refusal,
             "connection refused"
         );
+        if let InboundRefusal::Denied(decision) = refusal {
+            self.log_audits(caller, decision);
+        }
     }
 
-    fn log_audits(&self, caller: &str, admitted: &Admitted<InboundConnection>) {
-        for audited in &admitted.grant.decision.audited {
+    /// Logs the AUDIT rules that matched, and what the policies in audit
+    /// mode would have decided when that differs from the decision.
+    fn log_audits(&self, caller: &str, decision: &Decision) {
+        for rule in &decision.audited {
             tracing::info!(
                 target: "palisade_agent::audit",
                 %caller,
                 workload = %self.workload,
-                rule = %audited.rule,
-                would = audited.effect.as_str(),
+                %rule,
+                decided = decision.verdict.effect(),
                 "audit rule matched"
+            );
+        }
+        if let Some(dry_run) = &decision.dry_run {
+            tracing::info!(
+                target: "palisade_agent::audit",
+                %caller,
+                workload = %self.workload,
+                decided = decision.verdict.effect(),
+                rule = %decision.verdict,
+                would = dry_run.effect(),
+                would_rule = %dry_run,
+                "policies in audit mode would decide otherwise"
             );
         }
     }

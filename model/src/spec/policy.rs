@@ -49,7 +49,10 @@ pub enum PolicyMode {
     /// Decisions take effect.
     #[default]
     Enforce,
-    /// Decisions are logged, and what would have been refused is let through.
+    /// Decisions are only logged: requests are decided as if the policy were
+    /// absent, and each one it would have decided otherwise (let through
+    /// what is refused, or refused what is let through) is logged with what
+    /// it would have done.
     Audit,
 }
 

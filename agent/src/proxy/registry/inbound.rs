@@ -55,7 +55,7 @@ impl Judged for InboundConnection {
             .map_err(InboundRefusal::Untrusted)?;
 
         let decision = route.policy.decide(&self.caller, route.port);
-        match decision.allowed {
+        match decision.allowed() {
             true => Ok(InboundGrant {
                 route: route.clone(),
                 decision,
