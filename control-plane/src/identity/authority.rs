@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, RwLock, RwLockReadGuard, watch};
 
 use super::authorities::{self, AuthorityError};
 use super::clock::{Clock, SystemClock};
@@ -59,6 +59,10 @@ pub struct Authority {
     config: IdentityConfig,
     material: watch::Sender<Arc<KeyMaterial>>,
     rotating: Mutex<()>,
+    /// Held shared while a JWT-SVID is dated and signed, and exclusively
+    /// while the JWT signing key changes, so that no token the old key signs
+    /// is dated after the bound its retirement waits for.
+    minting: RwLock<()>,
     clock: Arc<dyn Clock>,
 }
 
@@ -99,6 +103,7 @@ impl Authority {
             config,
             material: watch::Sender::new(Arc::new(material)),
             rotating: Mutex::new(()),
+            minting: RwLock::new(()),
             clock,
         });
 
@@ -190,19 +195,43 @@ impl Authority {
             force,
         };
 
-        let store = &*self.store;
-        let revision = match kind {
-            KeyKind::Ca => keyset::activate::<AuthorityRecord>(store, change, id, |_| {}).await?,
-            KeyKind::Jwt => {
-                let valid_until = change.now + self.config.jwt_svid_ttl.as_secs() as i64;
-                keyset::activate::<SigningKeyRecord>(store, change, id, |old| {
-                    old.tokens_valid_until = Some(valid_until);
-                })
-                .await?
+        match kind {
+            KeyKind::Ca => {
+                let store = &*self.store;
+                let revision =
+                    keyset::activate::<AuthorityRecord>(store, change, id, |_| {}).await?;
+                self.settle(kind).await?;
+                Ok(revision)
             }
-        };
-        self.settle(kind).await?;
+            KeyKind::Jwt => self.activate_jwt(change, id).await,
+        }
+    }
+
+    /// Activates a JWT key. Minting waits meanwhile: every token the old
+    /// key signed was dated before the old key's bound was read from the
+    /// clock, so none outlives it, and every token after this signs with
+    /// the new key.
+    async fn activate_jwt(
+        &self,
+        change: Change<'_>,
+        id: Option<&str>,
+    ) -> Result<Revision, IdentityError> {
+        let _minting = self.minting.write().await;
+        let valid_until = self.now() + self.config.jwt_svid_ttl.as_secs() as i64;
+
+        let store = &*self.store;
+        let revision = keyset::activate::<SigningKeyRecord>(store, change, id, |old| {
+            old.tokens_valid_until = Some(valid_until);
+        })
+        .await?;
+        self.settle(KeyKind::Jwt).await?;
         Ok(revision)
+    }
+
+    /// Waits until no JWT signing key is changing; while the guard is held,
+    /// the active key is the one that signs and its bound is not yet set.
+    pub(super) async fn minting(&self) -> RwLockReadGuard<'_, ()> {
+        self.minting.read().await
     }
 
     /// Retires the key named, or every inactive key whose signatures have

@@ -227,13 +227,18 @@ impl Authority {
         self.check_not_revoked(node).await?;
         let assigned = self.assigned(node, namespace, workload).await?;
 
-        let (minted, audit) = self.mint(node, &assigned, audiences, ttl)?;
+        let (minted, audit) = {
+            let _minting = self.minting().await;
+            self.mint(node, &assigned, audiences, ttl)?
+        };
         self.record_mint(node, &assigned, audit).await?;
         Ok(minted)
     }
 
     /// Signs a JWT-SVID for an assigned workload; returns it with the audit
-    /// entry that must be durable before it is handed out.
+    /// entry that must be durable before it is handed out. The caller holds
+    /// [`Authority::minting`], so the key cannot change between dating the
+    /// token and signing it.
     fn mint(
         &self,
         node: &str,
