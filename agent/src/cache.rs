@@ -11,9 +11,11 @@
 //! <data-dir>/status.json                       what is enforced, from where
 //! ```
 //!
-//! Every file is replaced atomically: written to a temporary file beside
-//! it, synced, renamed over the old one, and the directory synced, so a
-//! crash leaves either the old file or the new one.
+//! A key and its certificate are links into a version directory that holds
+//! both, replaced as one (see `identity::stored`). Every other file is
+//! replaced atomically: written to a temporary file beside it, synced,
+//! renamed over the old one, and the directory synced, so a crash leaves
+//! either the old file or the new one.
 
 use std::collections::BTreeMap;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -133,10 +135,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CacheErr
         let _ = std::fs::remove_file(&temporary);
     }
     written?;
+    sync_dir(parent)
+}
 
-    File::open(parent)
+/// Makes `path` a symbolic link to `target`, replacing what was there in
+/// one rename. The caller syncs the directory.
+pub fn replace_symlink(path: &Path, target: &Path) -> Result<(), CacheError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temporary = parent.join(format!(".{name}.{}.{serial}.link", std::process::id()));
+
+    std::os::unix::fs::symlink(target, &temporary).map_err(io(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        io(path)(error)
+    })
+}
+
+/// Makes what changed in `dir`'s entries durable.
+pub fn sync_dir(dir: &Path) -> Result<(), CacheError> {
+    File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(io(parent))
+        .map_err(io(dir))
 }
 
 fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CacheError> {

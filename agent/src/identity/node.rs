@@ -303,6 +303,31 @@ mod tests {
     }
 
     #[test]
+    fn a_node_pair_broken_on_disk_gives_way_to_the_previous_one_rather_than_attesting() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(root.path()).unwrap();
+        let bundle = root.path().join("ca.pem");
+        std::fs::write(&bundle, ca_pem()).unwrap();
+        let spiffe_id = "spiffe://example.org/node/web-1";
+        let (before, renewed) = (svid(spiffe_id, 1_000, 3_000), svid(spiffe_id, 1_500, 3_000));
+        stored::write(&dir.node(), &before).unwrap();
+        stored::write(&dir.node(), &renewed).unwrap();
+
+        // The renewed key is lost: another key stands beside its certificate.
+        let stray = svid(spiffe_id, 1_500, 3_000).key_pem;
+        let key = dir.node().join("current/key.pem");
+        cache::write_atomic(&key, stray.expose().as_bytes(), cache::PRIVATE).unwrap();
+        let loaded = NodeIdentity::load(&dir, "web-1", &bundle, 2_000).unwrap();
+
+        let node = loaded.material().node.clone().expect("a node certificate");
+        assert_eq!(node.serial, before.serial);
+        assert_eq!(
+            node_step(Some(&Held::stored(node)), 2_000),
+            NodeStep::RenewAt(2_000)
+        );
+    }
+
+    #[test]
     fn a_received_bundle_replaces_the_bootstrap_one_across_restarts() {
         let root = tempfile::tempdir().unwrap();
         let dir = DataDir::open(root.path()).unwrap();
