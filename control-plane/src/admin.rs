@@ -21,6 +21,7 @@ mod apply;
 mod audit_log;
 mod delete;
 mod diff;
+mod early_refusal;
 mod error;
 mod fleet;
 mod keys;
@@ -31,6 +32,8 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 
+pub use early_refusal::EarlyRefusalLayer;
+use early_refusal::HandlerReached;
 pub use error::AdminError;
 
 /// How callers are identified.
@@ -83,22 +86,11 @@ impl AdminService {
 
     /// Identifies the caller, auditing the refusal if it cannot be.
     async fn caller<T>(&self, request: &Request<T>, action: &str) -> Result<Caller, Status> {
-        let identity = match &self.state.peers {
-            PeerMode::Plaintext { identity } => identity.clone(),
-            PeerMode::Mtls(verifier) => {
-                let chain = request.peer_certs();
-                match verifier.identify(chain.as_deref().map(Vec::as_slice)) {
-                    Ok(identity) => identity,
-                    Err(error) => {
-                        let peer = request
-                            .remote_addr()
-                            .map(|a| a.to_string())
-                            .unwrap_or_default();
-                        let actor = format!("unauthenticated {peer}");
-                        let error = AdminError::Unauthenticated(error.to_string());
-                        return Err(self.refuse(&actor, action, Vec::new(), error).await);
-                    }
-                }
+        HandlerReached::mark(request);
+        let identity = match self.identify(request) {
+            Ok(identity) => identity,
+            Err((actor, error)) => {
+                return Err(self.refuse(&actor, action, Vec::new(), error).await);
             }
         };
 
@@ -107,6 +99,27 @@ impl AdminService {
             Err(error) => return Err(self.refuse(&identity, action, Vec::new(), error).await),
         };
         Ok(Caller { identity, grants })
+    }
+
+    /// The caller's SPIFFE ID, or the actor to audit instead (the peer's
+    /// address) and why the caller is not authenticated.
+    fn identify<T>(&self, request: &Request<T>) -> Result<String, (String, AdminError)> {
+        let verifier = match &self.state.peers {
+            PeerMode::Plaintext { identity } => return Ok(identity.clone()),
+            PeerMode::Mtls(verifier) => verifier,
+        };
+
+        let chain = request.peer_certs();
+        verifier
+            .identify(chain.as_deref().map(Vec::as_slice))
+            .map_err(|error| {
+                let peer = request
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let actor = format!("unauthenticated {peer}");
+                (actor, AdminError::Unauthenticated(error.to_string()))
+            })
     }
 
     /// Refuses unless the caller holds `permission`.
@@ -141,17 +154,28 @@ impl AdminService {
         let record = AuditRecord::now(actor, action, error.outcome())
             .with_targets(targets)
             .with_detail(error.to_string());
+        match self.audit_refusal(record).await {
+            Ok(()) => error.into(),
+            Err(failed) => failed,
+        }
+    }
+
+    /// Writes a refusal's audit entry and logs it; if the entry cannot be
+    /// written, the status to answer with instead.
+    async fn audit_refusal(&self, record: AuditRecord) -> Result<(), Status> {
+        let (actor, action, outcome) =
+            (record.actor.clone(), record.action.clone(), record.outcome);
         if let Err(store) = self.state.store.audit(record).await {
-            return AdminError::Store(store).into();
+            return Err(AdminError::Store(store).into());
         }
 
         tracing::info!(
             actor,
             action,
-            outcome = error.outcome().as_str(),
+            outcome = outcome.as_str(),
             "admin call refused"
         );
-        error.into()
+        Ok(())
     }
 
     /// Finishes a call: a failure is audited and becomes a status.

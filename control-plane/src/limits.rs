@@ -4,7 +4,8 @@
 //! message whose length prefix declares more than the limit fails the call
 //! with RESOURCE_EXHAUSTED at once, so an oversized request is neither
 //! waited for nor buffered. Each service also sets its own, smaller, tonic
-//! message limit.
+//! message limit. The admin service audits these refusals like its others
+//! (`admin::early_refusal`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::service::LayerExt as _;
 use tonic::transport::Server;
 
-use crate::admin::{AdminService, PeerMode};
+use crate::admin::{AdminService, EarlyRefusalLayer, PeerMode};
 use crate::identity;
 use crate::identity::authority::Authority;
 use crate::identity::service::IdentityService;
@@ -103,14 +104,12 @@ pub async fn run(
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let identity = IdentityServer::new(IdentityService::new(planes.authority.clone(), node_peers))
         .max_decoding_message_size(identity::service::MAX_REQUEST_BYTES);
-    let admin = AdminServer::new(AdminService::new(
-        store.clone(),
-        planes,
-        listening.peers,
-        draining.clone(),
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let admin = AdminService::new(store.clone(), planes, listening.peers, draining.clone());
+    let early_refusals = EarlyRefusalLayer::new(admin.clone());
+    let admin = AdminServer::new(admin)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let admin = early_refusals.named_layer(admin);
 
     // The router, with every request body counted against the limit.
     let router = Server::builder()

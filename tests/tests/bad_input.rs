@@ -194,6 +194,7 @@ async fn oversized_request_is_refused_before_it_is_buffered() {
     drop(content);
     let mut fresh = cp.admin().await.unwrap();
     assert_eq!(snapshot(&mut fresh).await, before);
+    assert_refusal_audited(&mut fresh, "larger than the limit").await;
 }
 
 #[tokio::test]
@@ -215,6 +216,27 @@ async fn a_message_declared_too_large_is_refused_before_its_bytes_arrive() {
     assert_eq!(answer.code, Code::ResourceExhausted as i32, "{answer:?}");
     assert!(answer.message.contains("67108864 bytes"), "{answer:?}");
     assert_eq!(snapshot(&mut client).await, before);
+    assert_refusal_audited(&mut client, "request message of 67108864 bytes").await;
+}
+
+/// Checks that the newest audit entry is the first admin's apply, refused
+/// before its handler ran, with `reason` in its detail.
+async fn assert_refusal_audited(client: &mut Client, reason: &str) {
+    let audit = last_audit(client).await;
+    assert_eq!(
+        (
+            audit.actor.as_str(),
+            audit.action.as_str(),
+            audit.outcome.as_str()
+        ),
+        ("spiffe://bad.test/admin/admin", "apply", "invalid"),
+        "{audit:?}"
+    );
+    assert!(
+        audit.detail.contains(reason),
+        "audit detail: {}",
+        audit.detail
+    );
 }
 
 #[tokio::test]

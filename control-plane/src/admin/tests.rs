@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use palisade_proto::admin as pb;
-use palisade_proto::admin::admin_server::Admin;
+use palisade_proto::admin::admin_server::{Admin, AdminServer};
+use prost::Message as _;
 use tokio::sync::{broadcast, watch};
 use tonic::{Code, Request};
+use tower::{Layer as _, Service as _};
 
-use super::{AdminService, PeerMode};
+use super::{AdminService, EarlyRefusalLayer, PeerMode};
 use crate::audit::{AuditEntry, AuditRecord, Outcome, Verification};
 use crate::identity::testing::{Fixture, TRUST_DOMAIN, short_lived};
 use crate::server::Planes;
@@ -201,6 +203,21 @@ impl Harness {
         reply.map(tonic::Response::into_inner)
     }
 
+    /// Sends one gRPC message to `method` through the admin service as the
+    /// server mounts it, as `name`; returns the status the call ended with.
+    async fn call_as(&self, name: &str, method: &str, message: &[u8]) -> tonic::Status {
+        let admin = self.service_for(name);
+        let mut server = EarlyRefusalLayer::new(admin.clone()).layer(AdminServer::new(admin));
+        let request = http::Request::post(format!("/palisade.admin.v1.Admin/{method}"))
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::new(grpc_frame(message)))
+            .unwrap();
+
+        let response = server.call(request).await.unwrap();
+
+        tonic::Status::from_header_map(response.headers()).expect("a status in the headers")
+    }
+
     async fn snapshot(&self) -> Snapshot {
         let store = &self.fixture.store;
         Snapshot {
@@ -214,6 +231,15 @@ impl Harness {
         let entries = self.fixture.audit().await;
         entries.last().unwrap().record.clone()
     }
+}
+
+/// One gRPC message with its length prefix, as a request body. The tests'
+/// messages are ASCII, so the body can be a string.
+fn grpc_frame(message: &[u8]) -> String {
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    String::from_utf8(frame).expect("an ASCII message")
 }
 
 fn identity(name: &str) -> String {
@@ -342,4 +368,77 @@ async fn reads_answer_only_once_what_they_read_is_durable() {
     for status in statuses {
         assert_eq!(status.code(), Code::Internal, "{status:?}");
     }
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_refused_and_audited_before_any_handler() {
+    let harness = Harness::new().await;
+    let before = harness.snapshot().await;
+
+    // Field 1 with wire type 7, which protobuf does not have.
+    let status = harness.call_as("admin", "Apply", b"\x0f").await;
+
+    assert_ne!(status.code(), Code::Ok);
+    let after = harness.snapshot().await;
+    assert_eq!(after.audit_head, before.audit_head + 1);
+    assert_eq!(
+        (after.revision, after.resources),
+        (before.revision, before.resources)
+    );
+    let entry = harness.last_audit_entry().await;
+    assert_eq!(
+        (entry.actor.as_str(), entry.action.as_str(), entry.outcome),
+        (identity("admin").as_str(), "apply", Outcome::Invalid)
+    );
+    assert!(entry.detail.contains("decode"), "{}", entry.detail);
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_refused_and_audited_by_its_path() {
+    let harness = Harness::new().await;
+
+    let status = harness.call_as("stranger", "Shutdown", b"").await;
+
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    let entry = harness.last_audit_entry().await;
+    assert_eq!(
+        (entry.actor, entry.action.as_str(), entry.outcome),
+        (
+            identity("stranger"),
+            "/palisade.admin.v1.Admin/Shutdown",
+            Outcome::Invalid
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_early_refusal_that_cannot_be_audited_fails_as_a_store_error() {
+    let harness = Harness::new().await;
+    let before = harness.snapshot().await;
+    harness.store.fail_audits();
+
+    let status = harness.call_as("admin", "Shutdown", b"").await;
+
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(status.message().contains("store failed"), "{status:?}");
+    assert_eq!(harness.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_refusal_its_handler_audited_is_not_audited_again() {
+    let harness = Harness::new().await;
+    let before = harness.snapshot().await;
+    let request = pb::ApplyRequest {
+        source: "test".into(),
+        content: NEW_NODE.into(),
+        dry_run: false,
+    };
+
+    let status = harness
+        .call_as("stranger", "Apply", &request.encode_to_vec())
+        .await;
+
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(harness.snapshot().await.audit_head, before.audit_head + 1);
+    assert_eq!(harness.last_audit_entry().await.outcome, Outcome::Denied);
 }
