@@ -1,5 +1,5 @@
 //! JWT-SVIDs verify in an independent library: PyJWT fetches the JWKS from
-//! the control plane's HTTPS endpoint and checks the token. A prepared key
+//! the control plane's HTTPS endpoint and checks the tokens. A prepared key
 //! is published at once, over HTTPS and through the Bundle call alike, but
 //! signs nothing; after activation both keys verify until the old key's
 //! tokens expire; once the old key retires, its tokens no longer verify.
@@ -13,6 +13,12 @@ use palisade_tests::{Admin, ControlPlane, apply, pb};
 
 const TD: &str = "jwt.test";
 const AUDIENCE: &str = "spiffe://jwt.test/ns/shop/sa/payments";
+/// What PyJWT prints for a token of orders-1 that verifies.
+const SUBJECT: &str = "ok spiffe://jwt.test/ns/shop/sa/orders";
+/// How long tokens live: long enough that a token minted just before a
+/// step is still valid when PyJWT checks it, however loaded the machine;
+/// the old key retires this long after the new one activates.
+const TTL_SECS: u64 = 10;
 
 const SHOP: &str = r#"
 kind: Node
@@ -29,41 +35,41 @@ metadata: {name: orders-1, namespace: shop}
 spec: {service: orders, node: web-1, appPort: 9090, inboundPort: 15008}
 "#;
 
-/// Fetches the JWKS over HTTPS (trusting only the bundle) and verifies the
-/// token with PyJWT; prints the subject, or the error's type.
-const VERIFY: &str = r#"
+/// Fetches the JWKS over HTTPS (trusting only the bundle) and verifies each
+/// token with PyJWT, in one process so that a step's checks all happen at
+/// once. Prints the JWKS, and each token's key id with "ok <subject>",
+/// "error unknown-kid" when the JWKS lacks its key, or the error's type.
+const CHECK: &str = r#"
 import json, ssl, sys, urllib.request
 import jwt
-url, cafile, token, audience = sys.argv[1:5]
+url, cafile, audience, *tokens = sys.argv[1:]
 context = ssl.create_default_context(cafile=cafile)
 with urllib.request.urlopen(url, context=context, timeout=10) as response:
-    jwks = jwt.PyJWKSet.from_dict(json.load(response))
-kid = jwt.get_unverified_header(token)["kid"]
-try:
-    key = next(k for k in jwks.keys if k.key_id == kid)
-    claims = jwt.decode(token, key.key, algorithms=["ES256"], audience=audience)
-    print("ok", claims["sub"])
-except StopIteration:
-    print("error unknown-kid")
-except jwt.PyJWTError as error:
-    print("error", type(error).__name__)
+    published = json.load(response)
+jwks = jwt.PyJWKSet.from_dict(published)
+results = []
+for token in tokens:
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next((k for k in jwks.keys if k.key_id == kid), None)
+    if key is None:
+        result = "error unknown-kid"
+    else:
+        try:
+            claims = jwt.decode(token, key.key, algorithms=["ES256"], audience=audience)
+            result = "ok " + claims["sub"]
+        except jwt.PyJWTError as error:
+            result = "error " + type(error).__name__
+    results.append({"kid": kid, "result": result})
+print(json.dumps({"jwks": published, "tokens": results}))
 "#;
 
-/// Fetches the JWKS over HTTPS (trusting only the bundle) and prints it.
-const FETCH: &str = r#"
-import json, ssl, sys, urllib.request
-url, cafile = sys.argv[1:3]
-context = ssl.create_default_context(cafile=cafile)
-with urllib.request.urlopen(url, context=context, timeout=10) as response:
-    print(json.dumps(json.load(response)))
-"#;
-
-/// Prints the `kid` of a token's header.
-const KID: &str = r#"
-import sys
-import jwt
-print(jwt.get_unverified_header(sys.argv[1])["kid"])
-"#;
+/// What PyJWT saw in one step: the JWKS served, and for each token the key
+/// id it names and the outcome.
+struct Seen {
+    jwks: serde_json::Value,
+    kids: Vec<String>,
+    results: Vec<String>,
+}
 
 struct Verifier {
     python: std::path::PathBuf,
@@ -81,38 +87,34 @@ impl Verifier {
         }
     }
 
-    fn verify(&self, token: &str) -> String {
-        self.run(
-            Command::new(&self.python)
-                .args(["-c", VERIFY, &self.url])
-                .arg(&self.cafile)
-                .args([token, AUDIENCE]),
-        )
-    }
-
-    /// The JWKS served over HTTPS.
-    fn jwks(&self) -> serde_json::Value {
-        let text = self.run(
-            Command::new(&self.python)
-                .args(["-c", FETCH, &self.url])
-                .arg(&self.cafile),
-        );
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// The key id a token names.
-    fn kid(&self, token: &str) -> String {
-        self.run(Command::new(&self.python).args(["-c", KID, token]))
-    }
-
-    fn run(&self, command: &mut Command) -> String {
-        let output = command.output().unwrap();
+    /// Fetches the JWKS and checks `tokens` against it.
+    fn check(&self, tokens: &[&str]) -> Seen {
+        let output = Command::new(&self.python)
+            .args(["-c", CHECK, &self.url])
+            .arg(&self.cafile)
+            .arg(AUDIENCE)
+            .args(tokens)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+
+        let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let field = |name: &str| -> Vec<String> {
+            let tokens = printed["tokens"].as_array().unwrap();
+            tokens
+                .iter()
+                .map(|t| t[name].as_str().unwrap().to_owned())
+                .collect()
+        };
+        Seen {
+            kids: field("kid"),
+            results: field("result"),
+            jwks: printed["jwks"].clone(),
+        }
     }
 }
 
@@ -157,7 +159,7 @@ async fn mint(cp: &ControlPlane, node: &TestNode) -> String {
 /// refusal names the second they stay valid until, which a fixed wait can
 /// miss by the rounding of that second.
 async fn retire_once_expired(admin: &mut Admin) -> pb::KeySet {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(TTL_SECS + 10);
     loop {
         match rotate(admin, "retire").await {
             Ok(retired) => return retired,
@@ -197,7 +199,8 @@ async fn rotate(admin: &mut Admin, step: &str) -> Result<pb::KeySet, tonic::Stat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_verify_in_pyjwt_through_rotation_and_fail_once_their_key_retires() {
     let mut cp = ControlPlane::init(TD).unwrap();
-    cp.start_with(&["--jwt-svid-ttl-secs", "3", "--auto-rotate", "false"])
+    let ttl = TTL_SECS.to_string();
+    cp.start_with(&["--jwt-svid-ttl-secs", &ttl, "--auto-rotate", "false"])
         .await
         .unwrap();
     let mut admin = cp.admin().await.unwrap();
@@ -205,32 +208,35 @@ async fn tokens_verify_in_pyjwt_through_rotation_and_fail_once_their_key_retires
     let token = join_token(&mut admin, "web-1", 0).await.unwrap();
     let node = TestNode::attest(&cp, "web-1", &token).await.unwrap();
     let verifier = Verifier::new(&cp);
-    let subject = "ok spiffe://jwt.test/ns/shop/sa/orders";
 
+    // One key: its token verifies; HTTPS and the Bundle call publish alike.
     let first = mint(&cp, &node).await;
-    assert_eq!(verifier.verify(&first), subject);
-    let first_kid = verifier.kid(&first);
-    assert_eq!(keys(&verifier.jwks()), keys(&bundle_jwks(&cp).await));
+    let seen = verifier.check(&[&first]);
+    assert_eq!(seen.results, [SUBJECT]);
+    let first_kid = seen.kids[0].clone();
+    assert_eq!(keys(&seen.jwks), keys(&bundle_jwks(&cp).await));
 
     // Prepared: published over HTTPS and by the Bundle call, signing nothing.
     rotate(&mut admin, "prepare").await.unwrap();
-    let published = verifier.jwks();
-    assert_eq!(kids(&published).len(), 2, "{published}");
-    assert!(kids(&published).contains(&first_kid), "{published}");
-    assert_eq!(keys(&published), keys(&bundle_jwks(&cp).await));
     let while_prepared = mint(&cp, &node).await;
-    assert_eq!(verifier.kid(&while_prepared), first_kid);
-    assert_eq!(verifier.verify(&while_prepared), subject);
+    let seen = verifier.check(&[&while_prepared]);
+    assert_eq!(kids(&seen.jwks).len(), 2, "{}", seen.jwks);
+    assert!(kids(&seen.jwks).contains(&first_kid), "{}", seen.jwks);
+    assert_eq!(keys(&seen.jwks), keys(&bundle_jwks(&cp).await));
+    assert_eq!(seen.kids, [first_kid.clone()], "the old key still signs");
+    assert_eq!(seen.results, [SUBJECT]);
 
+    // Active: the new key signs, and the old key's token, minted moments
+    // ago and valid for a while yet, still verifies.
     rotate(&mut admin, "activate").await.unwrap();
     let second = mint(&cp, &node).await;
-    assert_ne!(verifier.kid(&second), first_kid, "the new key signs");
+    let seen = verifier.check(&[&while_prepared, &second]);
+    assert_ne!(seen.kids[1], first_kid, "the new key signs");
     assert_eq!(
-        verifier.verify(&first),
-        subject,
+        seen.results,
+        [SUBJECT, SUBJECT],
         "the old key stays published"
     );
-    assert_eq!(verifier.verify(&second), subject, "the new key signs");
     let early = rotate(&mut admin, "retire").await.unwrap_err();
     assert_eq!(
         early.code(),
@@ -239,15 +245,22 @@ async fn tokens_verify_in_pyjwt_through_rotation_and_fail_once_their_key_retires
         early.message()
     );
 
+    // Retired: the old key's tokens name a key no longer published.
     let retired = retire_once_expired(&mut admin).await;
     let jwks: serde_json::Value = serde_json::from_str(&retired.published).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(verifier.verify(&first), "error unknown-kid");
     let third = mint(&cp, &node).await;
-    assert_eq!(verifier.verify(&third), subject);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while verifier.verify(&second) == subject && std::time::Instant::now() < deadline {
+    let seen = verifier.check(&[&first, &while_prepared, &third]);
+    let unknown = "error unknown-kid";
+    assert_eq!(seen.results, [unknown, unknown, SUBJECT]);
+    assert_eq!(kids(&seen.jwks), [seen.kids[2].clone()]);
+
+    // Expired: the new key's first token fails once its time is up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(TTL_SECS + 5);
+    let mut seen = verifier.check(&[&second]);
+    while seen.results == [SUBJECT] && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        seen = verifier.check(&[&second]);
     }
-    assert_eq!(verifier.verify(&second), "error ExpiredSignatureError");
+    assert_eq!(seen.results, ["error ExpiredSignatureError"]);
 }
