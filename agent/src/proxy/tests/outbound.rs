@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 
 use super::support::*;
 use crate::proxy::Settings;
+use crate::proxy::balancer::FIRST_BACKOFF;
 use crate::state::Snapshot;
 
 fn api() -> String {
@@ -109,6 +110,71 @@ async fn outbound_balances_across_endpoints_and_skips_a_dead_one() {
     assert_eq!(harness.read(&counters.outbound_connected), 6);
     let header = apps[0].next_connection().await.unwrap();
     assert_eq!(header.spiffe_id, Some(web()));
+}
+
+/// Which application answers each of `count` calls to the outbound
+/// listener on `service`.
+async fn served(service: u16, count: usize) -> Vec<String> {
+    let mut served = Vec::new();
+    for attempt in 0..count {
+        let mut client = TcpStream::connect(web_side(service)).await.unwrap();
+        let reply = exchange(&mut client, &format!("call {attempt}")).await;
+        served.push(reply.split_once(':').unwrap().0.to_owned());
+    }
+    served
+}
+
+#[tokio::test]
+async fn an_endpoint_set_aside_receives_connections_again_once_it_recovers() {
+    let ca = TestCa::new();
+    let harness = Harness::start(settings()).await;
+    let api_1_app = App::start("api-1", false).await;
+    let [first, second, web_inbound, service] = [
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    ];
+    let (api_1, api_2, web_leaf) = (ca.leaf(&api()), ca.leaf(&api()), ca.leaf(&web()));
+    harness
+        .publish(&ca, &[("shop/api-1", &api_1), ("shop/web", &web_leaf)])
+        .await;
+    let workloads = vec![
+        workload("shop", "api-1", "api", first, api_1_app.port),
+        web_workload(web_inbound, free_port().await),
+    ];
+    let policy = allow("shop", "api", vec![identities(&[&web()])]);
+    let caller_side = snapshot(&ca, workloads, vec![policy.clone()]);
+    harness
+        .apply(with_endpoints(
+            caller_side,
+            endpoints(service, &[first, second]),
+        ))
+        .await;
+
+    // api-2 is down: it fails once and is set aside.
+    let while_down = served(service, 4).await;
+    let failed = harness.read(&harness.counters.outbound_endpoint_failed);
+
+    // It comes up, behind another host's data path, with nothing changed
+    // on this one; once its backoff ends it is in rotation again.
+    let other_host = Harness::start(settings()).await;
+    let api_2_app = App::start("api-2", false).await;
+    other_host.publish(&ca, &[("shop/api-2", &api_2)]).await;
+    let api_2_workload = workload("shop", "api-2", "api", second, api_2_app.port);
+    other_host
+        .apply(snapshot(&ca, vec![api_2_workload], vec![policy]))
+        .await;
+    tokio::time::sleep(FIRST_BACKOFF).await;
+    let recovered = served(service, 6).await;
+
+    assert!(while_down.iter().all(|s| s == "api-1"), "{while_down:?}");
+    assert!(failed >= 1);
+    let by_api_2 = recovered.iter().filter(|s| *s == "api-2").count();
+    assert!(by_api_2 >= 2, "{recovered:?}");
+    let counters = &harness.counters;
+    assert_eq!(harness.read(&counters.outbound_endpoint_failed), failed);
+    assert_eq!(harness.read(&counters.outbound_connected), 10);
 }
 
 #[tokio::test]
