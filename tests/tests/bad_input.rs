@@ -33,6 +33,9 @@ async fn snapshot(client: &mut Client) -> Snapshot {
         "Service",
         "Workload",
         "AuthorizationPolicy",
+        "JwtIssuer",
+        "RequestAuthentication",
+        "AdminRole",
         "AdminBinding",
     ] {
         let listed = list_all(client, kind).await.unwrap();
@@ -143,6 +146,82 @@ async fn dangling_reference_is_refused() {
         content,
         Code::InvalidArgument,
         "doc 1 (Workload shop/orders-1): spec.node: Node web-9 does not exist",
+    )
+    .await;
+}
+
+/// A valid document to go first in an apply, so that a refusal is seen to
+/// change nothing, not even what was valid.
+const VALID_FIRST: &str = "kind: Node\nmetadata: {name: web-2}\nspec: {address: 10.0.0.2}\n---\n";
+
+#[tokio::test]
+async fn workload_naming_a_missing_service_is_refused() {
+    let (_cp, mut client) = started().await;
+    let content = format!(
+        "{VALID_FIRST}kind: Workload\nmetadata: {{name: orders-1, namespace: shop}}\n\
+         spec: {{service: payments, node: web-1, appPort: 8080, inboundPort: 15008}}\n"
+    );
+
+    refused_apply(
+        &mut client,
+        &content,
+        Code::InvalidArgument,
+        "doc 2 (Workload shop/orders-1): spec.service: Service shop/payments does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn policy_targeting_a_missing_service_is_refused() {
+    let (_cp, mut client) = started().await;
+    let content = format!(
+        "{VALID_FIRST}kind: AuthorizationPolicy\nmetadata: {{name: pay, namespace: shop}}\n\
+         spec: {{targetService: payments, action: ALLOW, rules: [{{from: [{{namespaces: [shop]}}]}}]}}\n"
+    );
+
+    refused_apply(
+        &mut client,
+        &content,
+        Code::InvalidArgument,
+        "doc 2 (AuthorizationPolicy shop/pay): spec.targetService: \
+         Service shop/payments does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_authentication_naming_a_missing_issuer_is_refused() {
+    let (_cp, mut client) = started().await;
+    let content = format!(
+        "{VALID_FIRST}kind: JwtIssuer\nmetadata: {{name: corp, namespace: shop}}\n\
+         spec: {{issuer: \"https://id.example.com\", jwksUri: \"https://id.example.com/jwks\"}}\n\
+         ---\nkind: RequestAuthentication\nmetadata: {{name: orders, namespace: shop}}\n\
+         spec:\n  targetService: orders\n  issuers: [{{issuer: corp}}, {{issuer: partners}}]\n"
+    );
+
+    refused_apply(
+        &mut client,
+        &content,
+        Code::InvalidArgument,
+        "doc 3 (RequestAuthentication shop/orders): spec.issuers[1].issuer: \
+         JwtIssuer shop/partners does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn binding_to_a_missing_custom_role_is_refused() {
+    let (_cp, mut client) = started().await;
+    let content = format!(
+        "{VALID_FIRST}kind: AdminBinding\nmetadata: {{name: ops}}\n\
+         spec: {{role: shop-operator, subjects: [\"spiffe://bad.test/admin/olga\"]}}\n"
+    );
+
+    refused_apply(
+        &mut client,
+        &content,
+        Code::InvalidArgument,
+        "doc 2 (AdminBinding ops): spec.role: AdminRole shop-operator does not exist",
     )
     .await;
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use palisade_model::{Document, Kind, ResourceKey};
+use palisade_model::{Document, Kind, ResourceKey, Spec};
 use palisade_proto::admin as pb;
 use tonic::{Response, Status};
 
@@ -133,7 +133,7 @@ impl AdminService {
                 continue;
             }
             if self.state.store.get(&key).await?.is_none() {
-                let field = reference_field(document.kind, reference.kind);
+                let field = reference_field(document, &reference);
                 return Err(AdminError::Invalid(format!(
                     "doc {} ({}): {field}: {reference} does not exist",
                     index + 1,
@@ -294,14 +294,18 @@ fn step(
     })
 }
 
-fn reference_field(from: Kind, to: Kind) -> &'static str {
-    match (from, to) {
-        (Kind::Workload, Kind::Service) => "spec.service",
-        (Kind::Workload, Kind::Node) => "spec.node",
-        (_, Kind::Service) => "spec.targetService",
-        (_, Kind::JwtIssuer) => "spec.issuers",
-        (_, Kind::AdminRole) => "spec.role",
-        _ => "spec",
+/// The field of `document` that names `to`, with its index in a list.
+fn reference_field(document: &Document, to: &ResourceKey) -> String {
+    match (&document.spec, to.kind) {
+        (Spec::Workload(_), Kind::Service) => "spec.service".into(),
+        (Spec::Workload(_), Kind::Node) => "spec.node".into(),
+        (Spec::RequestAuthentication(spec), Kind::JwtIssuer) => {
+            let index = spec.issuers.iter().position(|rule| rule.issuer == to.name);
+            format!("spec.issuers[{}].issuer", index.unwrap_or_default())
+        }
+        (_, Kind::Service) => "spec.targetService".into(),
+        (_, Kind::AdminRole) => "spec.role".into(),
+        _ => "spec".into(),
     }
 }
 
