@@ -1,6 +1,13 @@
 //! One delta ADS stream: subscribe to every agent type with the versions
 //! held, apply the first answer of every type as one change, then each
 //! response as it comes, answering every one with an ACK or a NACK.
+//!
+//! A response is applied together with every response that has already
+//! arrived behind it: the control plane sends one response per type that
+//! changed, back to back, so a revision that changes workloads, policies
+//! and endpoints is most often enforced in one step rather than type by
+//! type. Nothing waits for responses still on the way: the agent cannot
+//! know which types a revision changed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,7 +20,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Status, Streaming};
 
 use super::{Answer, Client, Resources, XdsError};
 use crate::control::backoff::stopped;
@@ -29,6 +37,8 @@ const REQUEST_QUEUE: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gRPC code of a rejection.
 const INVALID_ARGUMENT: i32 = 3;
+/// The most responses applied as one change.
+const MAX_BATCH: usize = 64;
 
 /// How a stream ended, and whether it had synced first.
 #[derive(Debug)]
@@ -99,28 +109,57 @@ async fn serve(
                 Err(status) => return Err(XdsError::Stream(describe_status(&status))),
             },
         };
-        log_response(&response);
+        let (arrived, ended) = arrived_behind(response, &mut responses).await;
+        arrived.iter().for_each(log_response);
 
-        // Apply it (the first of every type together), then answer.
+        // Apply them (the first of every type together), then answer.
         let batch = match *synced {
-            true => vec![response],
-            false => match initial.add(response) {
-                Some(batch) => batch,
-                None => continue,
-            },
+            true => Some(arrived),
+            false => initial.add(arrived),
         };
-        let answers = client.applier.apply(&batch, &address, unix_now());
-        for answer in answers {
-            let sent = tx.send(request_for(answer)).await;
-            sent.map_err(|_| XdsError::Closed)?;
+        if let Some(batch) = batch {
+            let answers = client.applier.apply(&batch, &address, unix_now());
+            for answer in answers {
+                let sent = tx.send(request_for(answer)).await;
+                sent.map_err(|_| XdsError::Closed)?;
+            }
+            if !*synced {
+                *synced = true;
+                let revision = client.applier.status().revision;
+                tracing::info!(%address, revision, "configuration synced with the control plane");
+            }
         }
-
-        if !*synced {
-            *synced = true;
-            let revision = client.applier.status().revision;
-            tracing::info!(%address, revision, "configuration synced with the control plane");
+        if let Some(error) = ended {
+            return Err(error);
         }
     }
+}
+
+/// `first`, and the responses that have already arrived behind it, up to
+/// [`MAX_BATCH`]; with why the stream ended, if it ended behind them.
+async fn arrived_behind<S>(
+    first: DeltaDiscoveryResponse,
+    responses: &mut S,
+) -> (Vec<DeltaDiscoveryResponse>, Option<XdsError>)
+where
+    S: Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Unpin,
+{
+    let mut arrived = vec![first];
+    while arrived.len() < MAX_BATCH {
+        let next = tokio::select! {
+            biased;
+            next = responses.next() => next,
+            () = std::future::ready(()) => break,
+        };
+        match next {
+            Some(Ok(response)) => arrived.push(response),
+            Some(Err(status)) => {
+                return (arrived, Some(XdsError::Stream(describe_status(&status))));
+            }
+            None => return (arrived, Some(XdsError::Closed)),
+        }
+    }
+    (arrived, None)
 }
 
 type Requests = mpsc::Sender<DeltaDiscoveryRequest>;
@@ -209,11 +248,16 @@ struct InitialSync {
 }
 
 impl InitialSync {
-    /// Adds `response`; returns every response so far once all types have
+    /// Adds `responses`; returns every response so far once all types have
     /// answered.
-    fn add(&mut self, response: DeltaDiscoveryResponse) -> Option<Vec<DeltaDiscoveryResponse>> {
-        self.answered.insert(response.type_url.clone());
-        self.responses.push(response);
+    fn add(
+        &mut self,
+        responses: Vec<DeltaDiscoveryResponse>,
+    ) -> Option<Vec<DeltaDiscoveryResponse>> {
+        for response in responses {
+            self.answered.insert(response.type_url.clone());
+            self.responses.push(response);
+        }
         let complete = types::ALL.iter().all(|t| self.answered.contains(*t));
         complete.then(|| std::mem::take(&mut self.responses))
     }
@@ -273,15 +317,62 @@ mod tests {
             ..Default::default()
         };
 
-        for type_url in &types::ALL[..5] {
-            assert!(initial.add(response(type_url)).is_none());
+        for type_url in &types::ALL[..4] {
+            assert!(initial.add(vec![response(type_url)]).is_none());
         }
         assert!(
-            initial.add(response(types::WORKLOAD)).is_none(),
+            initial.add(vec![response(types::WORKLOAD)]).is_none(),
             "a second answer of a type"
         );
-        let batch = initial.add(response(types::ALL[5])).unwrap();
+        let last_two = vec![response(types::ALL[4]), response(types::ALL[5])];
+        let batch = initial.add(last_two).unwrap();
 
         assert_eq!(batch.len(), 7);
+    }
+
+    fn nonce(nonce: &str) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            type_url: types::WORKLOAD.into(),
+            nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    fn nonces(batch: &[DeltaDiscoveryResponse]) -> Vec<&str> {
+        batch.iter().map(|r| r.nonce.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn responses_already_arrived_are_taken_with_the_first_and_none_is_awaited() {
+        let (sender, receiver) = mpsc::channel(8);
+        let mut responses = ReceiverStream::new(receiver);
+        for name in ["2", "3"] {
+            sender.send(Ok(nonce(name))).await.unwrap();
+        }
+
+        let arrived = arrived_behind(nonce("1"), &mut responses);
+        let (together, ended) = tokio::time::timeout(CLOSE_TIMEOUT, arrived).await.unwrap();
+        let (alone, _) = arrived_behind(nonce("4"), &mut responses).await;
+
+        assert_eq!(nonces(&together), ["1", "2", "3"]);
+        assert!(ended.is_none());
+        assert_eq!(nonces(&alone), ["4"]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_behind_a_response_says_so_after_it() {
+        let (sender, receiver) = mpsc::channel(8);
+        let mut responses = ReceiverStream::new(receiver);
+        sender.send(Ok(nonce("2"))).await.unwrap();
+        sender
+            .send(Err(Status::unavailable("going away")))
+            .await
+            .unwrap();
+        drop(sender);
+
+        let (arrived, ended) = arrived_behind(nonce("1"), &mut responses).await;
+
+        assert_eq!(nonces(&arrived), ["1", "2"]);
+        assert!(matches!(ended, Some(XdsError::Stream(_))), "{ended:?}");
     }
 }
