@@ -1,8 +1,12 @@
 //! Issued identities work where it matters: openssl's strict verifier
 //! accepts them for clients and servers, and two workloads complete an mTLS
-//! handshake with them, while a stranger's or an expired certificate fails.
-//! Each issuance is audited with the node that asked, the identity and the
-//! serial.
+//! handshake with them, while a stranger's or an expired certificate fails,
+//! refused for that reason by the side that checks it. Ed25519 keys are
+//! signed as P-256 keys are; without overrides, workloads get an hour and
+//! nodes a day. Each issuance is audited with the node that asked, the
+//! identity and the serial.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_tests::identity::{TestNode, join_token};
 use palisade_tests::mtls::{Holder, handshake};
@@ -205,18 +209,41 @@ async fn certificate_from_another_trust_domain_fails_the_handshake() {
     )
     .await;
 
+    // Our server does not know who issued their client's certificate.
     let refused = handshake(&ours.holder(), &theirs.holder(), &ours.bundle).await;
-
-    let error = refused.unwrap_err();
-    assert!(
-        error.contains("server"),
-        "the server should refuse: {error}"
+    assert_eq!(
+        refused.unwrap_err(),
+        "server: invalid peer certificate: UnknownIssuer"
     );
+
+    // Nor does our client know their server's, and it tells the server so.
+    let refused = handshake(&theirs.holder(), &ours.holder(), &ours.bundle).await;
+    assert_eq!(
+        refused.unwrap_err(),
+        "server: received fatal alert: UnknownCA"
+    );
+}
+
+/// Waits until a certificate's notAfter has passed by a second.
+async fn wait_out(chain_pem: &str) {
+    let der = first_der(chain_pem);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let not_after = leaf.validity().not_after.timestamp();
+    let wait = (not_after + 1 - unix_now()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait * 1000 + 100)).await;
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::test]
 async fn expired_certificate_fails_the_handshake() {
-    let (cp, mut admin) = shop("issue.test", &["--workload-ttl-secs", "2"]).await;
+    let (cp, mut admin) = shop("issue.test", &["--workload-ttl-secs", "3"]).await;
+    let web2 = attest(&cp, &mut admin, "web-2").await;
     let orders = svid(
         &cp,
         &attest(&cp, &mut admin, "web-1").await,
@@ -224,20 +251,90 @@ async fn expired_certificate_fails_the_handshake() {
         "orders",
     )
     .await;
-    let storefront = svid(
-        &cp,
-        &attest(&cp, &mut admin, "web-2").await,
-        "storefront-1",
-        "storefront",
-    )
-    .await;
+    let storefront = svid(&cp, &web2, "storefront-1", "storefront").await;
     handshake(&orders.holder(), &storefront.holder(), &orders.bundle)
         .await
         .expect("fresh certificates pass");
 
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
-    let refused = handshake(&orders.holder(), &storefront.holder(), &orders.bundle).await;
+    wait_out(&orders.chain).await;
+    let fresh = svid(&cp, &web2, "storefront-1", "storefront").await;
 
+    // A server whose certificate is valid refuses an expired client.
+    let refused = handshake(&fresh.holder(), &orders.holder(), &orders.bundle).await;
     let error = refused.unwrap_err();
-    assert!(error.to_lowercase().contains("expired"), "{error}");
+    assert!(
+        error.starts_with("server: invalid peer certificate: certificate expired"),
+        "{error}"
+    );
+
+    // A client refuses an expired server, and tells the server why.
+    let refused = handshake(&orders.holder(), &fresh.holder(), &orders.bundle).await;
+    assert_eq!(
+        refused.unwrap_err(),
+        "server: received fatal alert: CertificateExpired"
+    );
+}
+
+/// A certificate's lifetime counted from `issued_at`, in seconds: the
+/// start of validity is backdated for clock skew, so it would mislead.
+fn lifetime_from(chain_pem: &str, issued_at: i64) -> i64 {
+    let der = first_der(chain_pem);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+    leaf.validity().not_after.timestamp() - issued_at
+}
+
+#[tokio::test]
+async fn without_overrides_workloads_get_an_hour_and_nodes_a_day() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+
+    let issued_at = unix_now();
+    let node = attest(&cp, &mut admin, "web-1").await;
+    let orders = svid(&cp, &node, "orders-1", "orders").await;
+    let done = unix_now();
+
+    let slack = done - issued_at + 1;
+    let node_life = lifetime_from(&node.chain_pem, issued_at);
+    assert!(
+        (24 * 3600 - 1..=24 * 3600 + slack).contains(&node_life),
+        "node certificate lives {node_life}s"
+    );
+    let workload_life = lifetime_from(&orders.chain, issued_at);
+    assert!(
+        (3600 - 1..=3600 + slack).contains(&workload_life),
+        "workload certificate lives {workload_life}s"
+    );
+}
+
+#[tokio::test]
+async fn ed25519_csr_is_issued_and_passes_openssl_strict_verification() {
+    let (cp, mut admin) = shop("issue.test", &[]).await;
+    let node = attest(&cp, &mut admin, "web-1").await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let orders_id = "spiffe://issue.test/ns/shop/sa/orders";
+    let csr = palisade_tests::identity::csr(&key, &[orders_id], &[]);
+
+    let issued = node
+        .sign_raw(&cp, "shop", "orders-1", csr.into_bytes())
+        .await
+        .unwrap();
+
+    let der = first_der(&issued.certificate_chain_pem);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let algorithm = leaf.public_key().algorithm.algorithm.to_id_string();
+    assert_eq!(algorithm, "1.3.101.112", "the leaf holds the Ed25519 key");
+    assert_eq!(
+        leaf.public_key().subject_public_key.data,
+        key.public_key_raw()
+    );
+    assert_eq!(spiffe_id(&der).unwrap(), orders_id);
+    let dir = tempfile::tempdir().unwrap();
+    for purpose in ["sslclient", "sslserver"] {
+        openssl_verify(
+            dir.path(),
+            &node.bundle_pem,
+            &issued.certificate_chain_pem,
+            purpose,
+        )
+        .unwrap_or_else(|e| panic!("Ed25519 workload certificate, {purpose}: {e}"));
+    }
 }
