@@ -1,5 +1,6 @@
-//! Everything the identity API must never sign: each request is refused
-//! with a clear status, the refusal is audited, and nothing is issued.
+//! Everything the identity API must never sign or mint: each request is
+//! refused with a clear status, the refusal is audited, and nothing is
+//! issued.
 
 use std::process::Command;
 
@@ -122,6 +123,25 @@ async fn sign(
 }
 
 use palisade_proto::identity as pb_id;
+
+/// Asks for a JWT-SVID for `workload` in namespace shop.
+async fn mint(
+    cp: &ControlPlane,
+    node: &TestNode,
+    workload: &str,
+) -> Result<pb_id::JwtSvid, tonic::Status> {
+    let request = pb_id::MintJwtSvidRequest {
+        namespace: "shop".into(),
+        workload: workload.into(),
+        audiences: vec!["spiffe://refuse.test/ns/shop/sa/payments".into()],
+        ttl_seconds: 0,
+    };
+    let mut client = node
+        .client(cp)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    Ok(client.mint_jwt_svid(request).await?.into_inner())
+}
 
 /// A PEM CSR made by openssl with `args` after `openssl req -new`.
 fn openssl_csr(args: &[&str]) -> Vec<u8> {
@@ -345,6 +365,46 @@ async fn workload_that_does_not_exist_is_not_found() {
         "sign workload",
     )
     .await;
+}
+
+#[tokio::test]
+async fn jwt_svid_for_another_nodes_workload_is_refused() {
+    let (cp, mut admin, node) = attested().await;
+    let before = issued(&mut admin).await;
+
+    let result = mint(&cp, &node, "orders-2").await;
+
+    let audit = assert_refused(
+        &mut admin,
+        before,
+        result,
+        Code::PermissionDenied,
+        "runs on node web-2, not on web-1",
+        "mint jwt-svid",
+    )
+    .await;
+    assert_eq!(audit.actor, node.spiffe_id());
+    assert_eq!(audit.targets, ["Workload/shop/orders-2"]);
+}
+
+#[tokio::test]
+async fn jwt_svid_for_a_workload_that_does_not_exist_is_not_found() {
+    let (cp, mut admin, node) = attested().await;
+    let before = issued(&mut admin).await;
+
+    let result = mint(&cp, &node, "ghost-1").await;
+
+    let audit = assert_refused(
+        &mut admin,
+        before,
+        result,
+        Code::NotFound,
+        "Workload shop/ghost-1 does not exist",
+        "mint jwt-svid",
+    )
+    .await;
+    assert_eq!(audit.actor, node.spiffe_id());
+    assert_eq!(audit.targets, ["Workload/shop/ghost-1"]);
 }
 
 #[tokio::test]
