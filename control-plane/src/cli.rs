@@ -98,8 +98,15 @@ struct ServeArgs {
     log_level: Option<String>,
     /// Serve the admin API without TLS, every caller being the first admin.
     /// Development only, and only on a loopback address.
-    #[arg(long, env = "PALISADE_INSECURE_PLAINTEXT")]
-    insecure_plaintext: bool,
+    /// `--insecure-plaintext=false` turns off what the file or the
+    /// environment turned on.
+    #[arg(
+        long,
+        env = "PALISADE_INSECURE_PLAINTEXT",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    insecure_plaintext: Option<bool>,
     /// Also serve xDS without TLS on this loopback address, believing the
     /// node each client claims. Development only.
     #[arg(long, env = "PALISADE_XDS_PLAINTEXT_LISTEN")]
@@ -149,6 +156,22 @@ impl From<IdentityArgs> for IdentityOverrides {
             jwt_key_lifetime_secs: args.jwt_key_lifetime_secs,
             auto_rotate: args.auto_rotate,
             jwks_listen: args.jwks_listen,
+        }
+    }
+}
+
+impl From<ServeArgs> for Overrides {
+    fn from(args: ServeArgs) -> Self {
+        Overrides {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            master_key_file: args.master_key_file,
+            log_format: args.log_format,
+            log_level: args.log_level,
+            insecure_plaintext: args.insecure_plaintext,
+            xds_plaintext_listen: args.xds_plaintext_listen,
+            drain_timeout_secs: args.drain_timeout_secs,
+            identity: args.identity.into(),
         }
     }
 }
@@ -304,18 +327,7 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let overrides = Overrides {
-        data_dir: args.data_dir,
-        listen: args.listen,
-        master_key_file: args.master_key_file,
-        log_format: args.log_format,
-        log_level: args.log_level,
-        insecure_plaintext: args.insecure_plaintext,
-        xds_plaintext_listen: args.xds_plaintext_listen,
-        drain_timeout_secs: args.drain_timeout_secs,
-        identity: args.identity.into(),
-    };
-    let config = ServeConfig::resolve(file, overrides)?;
+    let config = ServeConfig::resolve(file, args.into())?;
     crate::telemetry::init(&config.log);
     log_config(&config);
 
@@ -382,4 +394,40 @@ async fn dev_command(args: DevArgs) -> anyhow::Result<()> {
     let listener = bind(config.listen, &config.data_dir).await?;
     crate::dev::announce(&config, listener.local_addr()?)?;
     crate::serve::serve_opened(opened, &config, listener).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overrides that `palisade-cp serve ARGS` gives.
+    fn serve_overrides(args: &[&str]) -> Overrides {
+        let argv = ["palisade-cp", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args.into(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn insecure_plaintext_is_on_bare_off_with_false_and_unset_when_absent() {
+        let on = serve_overrides(&["--insecure-plaintext"]);
+        let on_then_listen = serve_overrides(&["--insecure-plaintext", "--listen", "127.0.0.1:1"]);
+        let off = serve_overrides(&["--insecure-plaintext=false"]);
+        let absent = serve_overrides(&[]);
+
+        assert_eq!(on.insecure_plaintext, Some(true));
+        assert_eq!(on_then_listen.insecure_plaintext, Some(true));
+        assert_eq!(on_then_listen.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(off.insecure_plaintext, Some(false));
+        assert_eq!(absent.insecure_plaintext, None);
+    }
+
+    #[test]
+    fn auto_rotate_takes_true_or_false() {
+        let off = serve_overrides(&["--auto-rotate", "false"]);
+
+        assert_eq!(off.identity.auto_rotate, Some(false));
+        assert_eq!(serve_overrides(&[]).identity.auto_rotate, None);
+    }
 }

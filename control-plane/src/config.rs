@@ -78,7 +78,7 @@ pub struct Overrides {
     pub master_key_file: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
-    pub insecure_plaintext: bool,
+    pub insecure_plaintext: Option<bool>,
     pub xds_plaintext_listen: Option<String>,
     pub drain_timeout_secs: Option<u64>,
     pub identity: IdentityOverrides,
@@ -142,8 +142,10 @@ impl ServeConfig {
             setting: "listen",
             detail: format!("{listen:?} is not an address like 127.0.0.1:7443"),
         })?;
-        let insecure_plaintext =
-            over.insecure_plaintext || file.insecure_plaintext.unwrap_or(false);
+        let insecure_plaintext = over
+            .insecure_plaintext
+            .or(file.insecure_plaintext)
+            .unwrap_or(false);
         if insecure_plaintext && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 setting: "insecure_plaintext",
@@ -225,11 +227,44 @@ mod tests {
         );
     }
 
+    /// A file that switches both booleans on.
+    fn file_with_booleans_on() -> FileConfig {
+        FileConfig {
+            listen: Some("127.0.0.1:7443".into()),
+            insecure_plaintext: Some(true),
+            identity: IdentityFile {
+                auto_rotate: Some(true),
+                ..IdentityFile::default()
+            },
+            ..FileConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_later_layer_switches_a_boolean_off_as_well_as_on() {
+        let off = Overrides {
+            insecure_plaintext: Some(false),
+            identity: IdentityOverrides {
+                auto_rotate: Some(false),
+                ..IdentityOverrides::default()
+            },
+            ..Overrides::default()
+        };
+
+        let from_file =
+            ServeConfig::resolve(file_with_booleans_on(), Overrides::default()).unwrap();
+        let overridden = ServeConfig::resolve(file_with_booleans_on(), off).unwrap();
+
+        assert!(from_file.insecure_plaintext && from_file.identity.auto_rotate);
+        assert!(!overridden.insecure_plaintext);
+        assert!(!overridden.identity.auto_rotate);
+    }
+
     #[test]
     fn plaintext_off_loopback_is_refused() {
         let over = Overrides {
             listen: Some("0.0.0.0:7443".into()),
-            insecure_plaintext: true,
+            insecure_plaintext: Some(true),
             ..Overrides::default()
         };
 
