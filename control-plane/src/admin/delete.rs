@@ -11,8 +11,10 @@ use crate::audit::{AuditRecord, Outcome};
 use crate::authz::{Permission, Verb};
 use crate::store::{Mutation, Precondition, StoredResource, WriteRequest};
 
-/// Resources scanned for references, per kind, at most.
-const MAX_REFERRERS_SCAN: usize = 1_000_000;
+/// Resources read per page while looking for referrers.
+const REFERRER_PAGE: usize = 1_000;
+/// Referrers that a refusal names; it counts the rest.
+const REFERRERS_NAMED: usize = 20;
 
 impl AdminService {
     pub(super) async fn delete_resource(
@@ -51,12 +53,11 @@ impl AdminService {
             )));
         }
 
-        let referrers = self.referrers(key).await?;
+        let referrers = self.referrers(key, REFERRER_PAGE).await?;
         if !referrers.is_empty() {
-            let names: Vec<String> = referrers.iter().map(ToString::to_string).collect();
             return Err(AdminError::InUse(format!(
                 "{key} is used by {}",
-                names.join(", ")
+                named(&referrers)
             )));
         }
 
@@ -98,23 +99,66 @@ impl AdminService {
         })
     }
 
-    /// Every stored resource that refers to `key`.
-    async fn referrers(&self, key: &ResourceKey) -> Result<Vec<ResourceKey>, AdminError> {
+    /// Every stored resource that refers to `key`, read `page_size` at a
+    /// time to the end of each prefix where referrers may live: one missed
+    /// would let the delete leave a dangling reference. The delete's write
+    /// fails if any of those prefixes changes after the scan began.
+    pub(super) async fn referrers(
+        &self,
+        key: &ResourceKey,
+        page_size: usize,
+    ) -> Result<Vec<ResourceKey>, AdminError> {
         let mut found = Vec::new();
         for prefix in referrer_prefixes(key) {
-            let page = self
-                .state
-                .store
-                .list(&prefix, None, MAX_REFERRERS_SCAN)
+            self.referrers_under(&prefix, key, page_size, &mut found)
                 .await?;
+        }
+        Ok(found)
+    }
+
+    /// Adds the resources under `prefix` that refer to `key` to `found`.
+    async fn referrers_under(
+        &self,
+        prefix: &str,
+        key: &ResourceKey,
+        page_size: usize,
+        found: &mut Vec<ResourceKey>,
+    ) -> Result<(), AdminError> {
+        let mut after: Option<String> = None;
+        loop {
+            let store = &self.state.store;
+            let page = store.list(prefix, after.as_deref(), page_size).await?;
             for stored in &page.resources {
                 if document_of(stored)?.references().contains(key) {
                     found.push(key_of(stored)?);
                 }
             }
+
+            if !page.more {
+                return Ok(());
+            }
+            let Some(last) = page.resources.last() else {
+                return Err(AdminError::Internal(format!(
+                    "listing {prefix} returned nothing yet said more follows"
+                )));
+            };
+            after = Some(last.key.clone());
         }
-        Ok(found)
     }
+}
+
+/// The first referrers by name, and how many more there are.
+fn named(referrers: &[ResourceKey]) -> String {
+    let names: Vec<String> = referrers
+        .iter()
+        .take(REFERRERS_NAMED)
+        .map(ToString::to_string)
+        .collect();
+    let mut text = names.join(", ");
+    if referrers.len() > REFERRERS_NAMED {
+        text.push_str(&format!(" and {} more", referrers.len() - REFERRERS_NAMED));
+    }
+    text
 }
 
 /// Where resources that may refer to `key` live.
@@ -150,4 +194,27 @@ fn deleted_change(key: &ResourceKey, current: &StoredResource) -> Result<pb::Cha
         action: pb::ChangeAction::Deleted as i32,
         diff: unified_diff(&key.store_key(), &old.to_yaml(), ""),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workloads(count: usize) -> Vec<ResourceKey> {
+        (1..=count)
+            .map(|i| ResourceKey::new(Kind::Workload, "shop", format!("orders-{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_refusal_names_the_first_referrers_and_counts_the_rest() {
+        let few = named(&workloads(2));
+        let many = named(&workloads(REFERRERS_NAMED + 5));
+
+        assert_eq!(few, "Workload shop/orders-1, Workload shop/orders-2");
+        assert!(
+            many.ends_with("Workload shop/orders-20 and 5 more"),
+            "{many}"
+        );
+    }
 }

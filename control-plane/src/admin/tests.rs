@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use palisade_model::{Kind, ResourceKey};
 use palisade_proto::admin as pb;
 use palisade_proto::admin::admin_server::{Admin, AdminServer};
 use prost::Message as _;
@@ -441,4 +442,32 @@ async fn a_refusal_its_handler_audited_is_not_audited_again() {
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert_eq!(harness.snapshot().await.audit_head, before.audit_head + 1);
     assert_eq!(harness.last_audit_entry().await.outcome, Outcome::Denied);
+}
+
+#[tokio::test]
+async fn referrers_are_found_past_the_first_page() {
+    let harness = Harness::new().await;
+    let mut documents = String::from(
+        "kind: Node\nmetadata: {name: web-1}\nspec: {}\n---\n\
+         kind: Service\nmetadata: {name: orders, namespace: shop}\nspec: {}\n---\n\
+         kind: Service\nmetadata: {name: payments, namespace: shop}\nspec: {}\n",
+    );
+    // Only the last workload, on the third page of two, refers to orders.
+    let workloads = ["payments", "payments", "payments", "payments", "orders"];
+    for (name, service) in ["a", "b", "c", "d", "e"].into_iter().zip(workloads) {
+        documents.push_str(&format!(
+            "---\nkind: Workload\nmetadata: {{name: {name}, namespace: shop}}\n\
+             spec: {{service: {service}, node: web-1, appPort: 8080, inboundPort: 15008}}\n"
+        ));
+    }
+    harness.fixture.apply(&documents).await;
+    let orders = ResourceKey::new(Kind::Service, "shop", "orders");
+
+    let referrers = harness
+        .service_for("admin")
+        .referrers(&orders, 2)
+        .await
+        .unwrap();
+
+    assert_eq!(referrers, [ResourceKey::new(Kind::Workload, "shop", "e")]);
 }
