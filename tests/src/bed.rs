@@ -62,8 +62,15 @@ pub use app::App;
 pub use client::{Outcome, Session};
 pub use topology::{
     BASELINE_POLICIES, BASELINE_ROUTES, Call, Expect, HOSTS, Host, MEMBERS, Member, NAMESPACE,
-    TRUST_DOMAIN, allowed, baseline_calls, id, member, refused,
+    TRUST_DOMAIN, allowed, baseline_calls, denied, id, member, no_route, refused_at_handshake,
 };
+
+/// How long an agent may take to log a refusal its caller already saw.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+/// What an agent logs when it refuses a call after the handshake.
+pub const REFUSED_BY_POLICY: &str = "connection refused";
+/// What an agent logs when it refuses a certificate at the handshake.
+pub const REFUSED_AT_HANDSHAKE: &str = "TLS handshake failed; connection refused";
 
 /// What `palisadectl node revoke` reported.
 #[derive(Clone, Debug)]
@@ -291,8 +298,12 @@ impl Bed {
 
     /// Makes each call in turn; returns every one that did not do what it
     /// should, described, or nothing. An allowed call must be answered by
-    /// the service with the caller's identity; a refused one must end
-    /// without an answer and without reaching the service.
+    /// the service with the caller's identity. A refused one must never
+    /// reach the service, and must end as its [`Expect`] says: taken by
+    /// the caller's outbound listener and closed, with the refusal in the
+    /// callee's agent's log (by the rule expected, or at the handshake),
+    /// or refused at once because the caller's agent listens for no such
+    /// call.
     pub async fn check(&self, calls: &[Call]) -> Result<(), String> {
         let mut wrong = Vec::new();
         for call in calls {
@@ -309,15 +320,20 @@ impl Bed {
     async fn check_one(&self, call: &Call) -> Result<(), String> {
         let app = self.app(call.service);
         let before = app.connections();
+        let refusal = RefusalLine::expected(call);
+        let logged_before = refusal.as_ref().map(|line| line.count(self));
         let outcome = self.call(call.caller, call.service).await;
         let reached = app.callers()[before..].to_vec();
 
         let expected = id(call.caller);
         match (call.expect, &outcome) {
             (Expect::Allowed, Outcome::Answered { caller }) if *caller == expected => Ok(()),
-            (Expect::Refused, Outcome::Refused(_)) if reached.is_empty() => Ok(()),
-            (Expect::Refused, Outcome::Refused(_)) => {
-                Err(format!("refused, but the service saw {reached:?}"))
+            (Expect::Allowed, _) => Err(format!("expected an answer, got {outcome}")),
+            _ if !reached.is_empty() => Err(format!("{outcome}, but the service saw {reached:?}")),
+            (Expect::NoRoute, Outcome::NoListener(_)) => Ok(()),
+            (Expect::Denied(_) | Expect::RefusedAtHandshake, Outcome::Closed(_)) => {
+                let (line, before) = refusal.zip(logged_before).expect("a refusal line");
+                line.wait_past(self, before).await
             }
             (expect, outcome) => Err(format!("expected {expect:?}, got {outcome}")),
         }
@@ -426,6 +442,58 @@ impl Bed {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The line the callee's agent logs when it refuses a call.
+struct RefusalLine {
+    /// Which of [`HOSTS`] runs the callee.
+    host: usize,
+    parts: Vec<String>,
+}
+
+impl RefusalLine {
+    /// The line `call` must add to its callee's agent's log, if any.
+    fn expected(call: &Call) -> Option<Self> {
+        let callee = member(call.service);
+        let workload = format!("workload={NAMESPACE}/{}", callee.workload());
+        let parts = match call.expect {
+            Expect::Denied(rule) => vec![
+                REFUSED_BY_POLICY.to_owned(),
+                format!("caller={}", id(call.caller)),
+                workload,
+                format!("rule={rule} "),
+            ],
+            Expect::RefusedAtHandshake => vec![
+                REFUSED_AT_HANDSHAKE.to_owned(),
+                workload,
+                format!("unverified_spiffe_id=\"{}\"", id(call.caller)),
+            ],
+            Expect::Allowed | Expect::NoRoute => return None,
+        };
+        Some(Self {
+            host: callee.host,
+            parts,
+        })
+    }
+
+    /// How many such lines the agent's current run logged.
+    fn count(&self, bed: &Bed) -> usize {
+        let parts: Vec<&str> = self.parts.iter().map(String::as_str).collect();
+        bed.agents[self.host].lines_with(&parts)
+    }
+
+    /// Waits until there are more than `before`, at most [`LOG_WAIT`].
+    async fn wait_past(&self, bed: &Bed, before: usize) -> Result<(), String> {
+        let deadline = Instant::now() + LOG_WAIT;
+        while self.count(bed) <= before {
+            if Instant::now() > deadline {
+                let agent = &bed.agents[self.host].node;
+                return Err(format!("closed, but {agent} logged no {:?}", self.parts));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 }
 

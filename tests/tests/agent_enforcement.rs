@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use palisade_tests::bed::{Bed, Limits, Outcome, allowed, baseline_calls, client, id, refused};
+use palisade_tests::bed::{
+    Bed, Limits, Outcome, REFUSED_BY_POLICY, allowed, baseline_calls, client, denied, id, no_route,
+    refused_at_handshake,
+};
 use palisade_tests::identity::{TestNode, join_token};
 use palisade_tests::{ControlPlane, apply};
 
@@ -65,6 +68,8 @@ async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused
     let without_certificate = client::call_tls(orders, None).await;
     let from_elsewhere = client::call_tls(orders, Some((&foreign_chain, &foreign_key))).await;
     let reached = bed.app("orders").callers()[reached_before..].to_vec();
+    let ledger_reached = bed.app("ledger").connections();
+    let web_to_ledger = client::call_tls(bed.inbound("ledger"), Some((&web_chain, &web_key))).await;
 
     through_agents.unwrap();
     assert_eq!(
@@ -73,17 +78,32 @@ async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused
         "a direct call with a good certificate is the control"
     );
     assert!(
-        matches!(without_certificate, Outcome::Refused(_)),
+        matches!(without_certificate, Outcome::HandshakeFailed(_)),
         "{without_certificate}"
     );
     assert!(
-        matches!(from_elsewhere, Outcome::Refused(_)),
+        matches!(from_elsewhere, Outcome::HandshakeFailed(_)),
         "{from_elsewhere}"
     );
     assert_eq!(reached, [id("web")], "only the control reached orders");
     let web = caller("web");
-    let by_policy = ["connection refused", &web, "rule=payments-not-web/0"];
+    let by_policy = [REFUSED_BY_POLICY, &web, "rule=payments-not-web/0 "];
     assert_eq!(bed.agent("node-c").wait_for_lines(&by_policy, 1).await, 1);
+
+    // A good certificate that no policy of ledger allows: the handshake
+    // completes, then ledger's agent refuses by default deny.
+    assert!(
+        matches!(web_to_ledger, Outcome::Closed(_)),
+        "{web_to_ledger}"
+    );
+    assert_eq!(bed.app("ledger").connections(), ledger_reached);
+    let by_default = [
+        REFUSED_BY_POLICY,
+        &web,
+        "workload=shop/ledger-1",
+        "rule=default deny ",
+    ];
+    assert_eq!(bed.agent("node-b").wait_for_lines(&by_default, 1).await, 1);
     let at_handshake = ["TLS handshake failed; connection refused", "shop/orders-1"];
     assert_eq!(
         bed.agent("node-b").wait_for_lines(&at_handshake, 2).await,
@@ -137,13 +157,15 @@ async fn a_policy_change_reaches_every_agent_and_closes_the_connections_it_no_lo
         .await
         .unwrap();
     batch_to_orders.exchange().await.unwrap();
+    // web keeps its listener for orders, which batch on the same node may
+    // still call; orders' agent refuses web by default deny.
     let after = [
-        refused("web", "orders"),
+        denied("web", "orders", "default deny"),
         allowed("batch", "orders"),
-        refused("ledger", "payments"),
+        denied("ledger", "payments", "payments-not-web/0"),
         allowed("orders", "payments"),
         allowed("orders", "web"),
-        refused("batch", "web"),
+        no_route("batch", "web"),
         allowed("orders", "ledger"),
     ];
     bed.check(&after).await.unwrap();
@@ -175,9 +197,9 @@ async fn a_revoked_nodes_workloads_reach_no_one_once_the_deny_list_arrives() {
     batch_to_orders.closed_within(CLOSE_WITHIN).await.unwrap();
     orders_to_payments.exchange().await.unwrap();
     let after = [
-        refused("web", "orders"),
-        refused("batch", "orders"),
-        refused("batch", "payments"),
+        refused_at_handshake("web", "orders"),
+        refused_at_handshake("batch", "orders"),
+        refused_at_handshake("batch", "payments"),
         allowed("orders", "ledger"),
         allowed("orders", "payments"),
         allowed("ledger", "payments"),

@@ -4,9 +4,14 @@
 //!
 //! A call writes one line and expects two back: the caller identity the
 //! service read from the agent's PROXY header, then the line echoed. A
-//! refused call is one that ends without a byte of the service's answer.
+//! refused call is one that ends without a byte of the service's answer,
+//! and how it ends tells who refused it: nothing listening (the caller's
+//! agent opened no listener), a TLS alert (an agent refused the
+//! certificate), or a connection taken and then closed (an agent refused
+//! it after the handshake, or the caller's agent found no way through).
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +37,16 @@ const PING: &str = "ping from the bed\n";
 pub enum Outcome {
     /// The service answered and echoed; it saw `caller`.
     Answered { caller: String },
-    /// The connection was refused, reset or closed before any answer.
-    Refused(String),
-    /// Neither: a partial answer, a wrong echo, or no end at all.
+    /// A listener took the connection (on an inbound port, the TLS
+    /// handshake completed too), then it was closed or reset before any
+    /// answer.
+    Closed(String),
+    /// The TLS handshake failed, or the server's first words were a TLS
+    /// alert: the certificate was refused.
+    HandshakeFailed(String),
+    /// Nothing listens at the address: the TCP connection was refused.
+    NoListener(String),
+    /// None of those: a partial answer, a wrong echo, or no end at all.
     Broken(String),
 }
 
@@ -42,18 +54,44 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Answered { caller } => write!(f, "answered, the service saw {caller}"),
-            Outcome::Refused(how) => write!(f, "refused ({how})"),
+            Outcome::Closed(how) => write!(f, "closed unanswered ({how})"),
+            Outcome::HandshakeFailed(how) => write!(f, "refused at the TLS handshake ({how})"),
+            Outcome::NoListener(how) => write!(f, "nothing listening ({how})"),
             Outcome::Broken(how) => write!(f, "broken ({how})"),
         }
     }
 }
 
+/// The TCP connection to `address`, or how the call ended without one.
+async fn connect(address: SocketAddr) -> Result<TcpStream, Outcome> {
+    match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => {
+            Err(Outcome::NoListener(format!("connect: {error}")))
+        }
+        Ok(Err(error)) => Err(Outcome::Broken(format!("connect: {error}"))),
+        Err(_) => Err(Outcome::Broken("connect timed out".into())),
+    }
+}
+
+/// How a connection that was taken ended, from the error that ended it.
+fn ended(what: &str, error: &std::io::Error) -> Outcome {
+    let tls = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            Outcome::HandshakeFailed(format!("{what}: alert {alert:?}"))
+        }
+        _ => Outcome::Closed(format!("{what}: {error}")),
+    }
+}
+
 /// Calls the plain TCP listener at `address`.
 pub async fn call(address: SocketAddr) -> Outcome {
-    match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-        Ok(Ok(stream)) => converse(stream).await,
-        Ok(Err(error)) => Outcome::Refused(format!("connect: {error}")),
-        Err(_) => Outcome::Broken("connect timed out".into()),
+    match connect(address).await {
+        Ok(stream) => converse(stream).await,
+        Err(outcome) => outcome,
     }
 }
 
@@ -64,17 +102,16 @@ pub async fn call_tls(address: SocketAddr, identity: Option<(&str, &str)>) -> Ou
         Ok(config) => config,
         Err(error) => return Outcome::Broken(format!("client settings: {error}")),
     };
-    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Outcome::Refused(format!("connect: {error}")),
-        Err(_) => return Outcome::Broken("connect timed out".into()),
+    let stream = match connect(address).await {
+        Ok(stream) => stream,
+        Err(outcome) => return outcome,
     };
 
     let name = ServerName::IpAddress(address.ip().into());
     let connect = TlsConnector::from(config).connect(name, stream);
     match timeout(ANSWER_TIMEOUT, connect).await {
         Ok(Ok(tls)) => converse(tls).await,
-        Ok(Err(error)) => Outcome::Refused(format!("handshake: {error}")),
+        Ok(Err(error)) => Outcome::HandshakeFailed(format!("handshake: {error}")),
         Err(_) => Outcome::Broken("handshake neither finished nor failed".into()),
     }
 }
@@ -83,29 +120,41 @@ pub async fn call_tls(address: SocketAddr, identity: Option<(&str, &str)>) -> Ou
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Outcome {
     let mut stream = BufReader::new(stream);
     if let Err(error) = stream.get_mut().write_all(PING.as_bytes()).await {
-        return Outcome::Refused(format!("write: {error}"));
+        return ended("write", &error);
     }
 
     let caller = match read_line(&mut stream).await {
         Line::Full(line) => line,
-        Line::Closed(how) => return Outcome::Refused(how),
+        Line::Closed(None) => return Outcome::Closed("closed without data".into()),
+        Line::Closed(Some(error)) => return ended("read", &error),
         Line::Partial(how) => return Outcome::Broken(how),
     };
     match read_line(&mut stream).await {
         Line::Full(echo) if format!("{echo}\n") == PING => Outcome::Answered { caller },
         Line::Full(echo) => Outcome::Broken(format!("echoed {echo:?}")),
-        Line::Closed(how) | Line::Partial(how) => {
-            Outcome::Broken(format!("answered {caller:?}, then {how}"))
-        }
+        Line::Closed(_) => Outcome::Broken(format!("answered {caller:?}, then closed")),
+        Line::Partial(how) => Outcome::Broken(format!("answered {caller:?}, then {how}")),
     }
 }
 
 enum Line {
     Full(String),
-    /// Ended before any byte.
-    Closed(String),
+    /// Ended before any byte: cleanly, or with this error.
+    Closed(Option<std::io::Error>),
     /// Some bytes, then no more, or nothing in time.
     Partial(String),
+}
+
+impl Line {
+    /// What went wrong, for a line that is not full.
+    fn describe(self) -> String {
+        match self {
+            Line::Full(line) => format!("read {line:?}"),
+            Line::Closed(None) => "closed without data".into(),
+            Line::Closed(Some(error)) => format!("read: {error}"),
+            Line::Partial(how) => how,
+        }
+    }
 }
 
 async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Line {
@@ -113,8 +162,8 @@ async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Line {
     match timeout(ANSWER_TIMEOUT, reader.read_line(&mut line)).await {
         Err(_) if line.is_empty() => Line::Partial("neither answered nor closed".into()),
         Err(_) => Line::Partial(format!("{line:?}, then nothing")),
-        Ok(Ok(0)) => Line::Closed("closed without data".into()),
-        Ok(Err(error)) if line.is_empty() => Line::Closed(format!("read: {error}")),
+        Ok(Ok(0)) => Line::Closed(None),
+        Ok(Err(error)) if line.is_empty() => Line::Closed(Some(error)),
         Ok(Ok(_)) if line.ends_with('\n') => Line::Full(line.trim_end().to_owned()),
         Ok(_) => Line::Partial(format!("{line:?}, then closed")),
     }
@@ -142,7 +191,7 @@ impl Session {
         };
         session.caller = match read_line(&mut session.stream).await {
             Line::Full(caller) => caller,
-            Line::Closed(how) | Line::Partial(how) => return Err(how),
+            other => return Err(other.describe()),
         };
         session.exchange().await?;
         Ok(session)
@@ -155,7 +204,7 @@ impl Session {
         match read_line(&mut self.stream).await {
             Line::Full(echo) if format!("{echo}\n") == PING => Ok(()),
             Line::Full(echo) => Err(format!("echoed {echo:?}")),
-            Line::Closed(how) | Line::Partial(how) => Err(how),
+            other => Err(other.describe()),
         }
     }
 

@@ -114,11 +114,21 @@ spec:
     - from: [{identities: ["spiffe://{td}/ns/shop/sa/web"]}]
 "#;
 
-/// What a call is expected to do.
+/// What a call is expected to do, and for a refusal, who refuses it and
+/// why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
+    /// The service answers and sees the caller's identity.
     Allowed,
-    Refused,
+    /// The callee's agent completes the handshake and refuses the call by
+    /// this rule (`<policy>/<index>`, or `default deny`), and logs so.
+    Denied(&'static str),
+    /// The callee's agent refuses the caller's certificate at the TLS
+    /// handshake, and logs so.
+    RefusedAtHandshake,
+    /// The caller's agent has no listener for the call: no policy could
+    /// allow it.
+    NoRoute,
 }
 
 /// A call of `service` by the workload of `caller`.
@@ -138,12 +148,32 @@ pub const fn allowed(caller: &'static str, service: &'static str) -> Call {
     }
 }
 
-/// A call that must end before the service answers, and never reach it.
-pub const fn refused(caller: &'static str, service: &'static str) -> Call {
+/// A call that the callee's agent must refuse by `rule`, never reaching
+/// the service.
+pub const fn denied(caller: &'static str, service: &'static str, rule: &'static str) -> Call {
     Call {
         caller,
         service,
-        expect: Expect::Refused,
+        expect: Expect::Denied(rule),
+    }
+}
+
+/// A call whose certificate the callee's agent must refuse at the
+/// handshake.
+pub const fn refused_at_handshake(caller: &'static str, service: &'static str) -> Call {
+    Call {
+        caller,
+        service,
+        expect: Expect::RefusedAtHandshake,
+    }
+}
+
+/// A call for which the caller's agent must have no listener.
+pub const fn no_route(caller: &'static str, service: &'static str) -> Call {
+    Call {
+        caller,
+        service,
+        expect: Expect::NoRoute,
     }
 }
 
@@ -160,9 +190,9 @@ pub fn baseline_calls() -> Vec<Call> {
         allowed("orders", "payments"),
         allowed("ledger", "payments"),
         allowed("batch", "payments"),
-        refused("web", "payments"),
-        refused("web", "ledger"),
-        refused("payments", "orders"),
+        denied("web", "payments", "payments-not-web/0"),
+        no_route("web", "ledger"),
+        no_route("payments", "orders"),
     ]
 }
 
