@@ -253,6 +253,11 @@ impl Bed {
         )
     }
 
+    /// `policy`, a document of [`policy`](Self::policy), in audit mode.
+    pub fn in_audit_mode(policy: &str) -> String {
+        policy.replacen("spec:\n", "spec:\n  mode: audit\n", 1)
+    }
+
     /// Where the workload of `service` is reached by other agents.
     pub fn inbound(&self, service: &str) -> SocketAddr {
         let member = member(service);

@@ -178,6 +178,59 @@ async fn a_policy_change_reaches_every_agent_and_closes_the_connections_it_no_lo
     assert_eq!(bed.agent("node-b").lines_with(&[CUT]), 1, "batch's stayed");
 }
 
+/// What an agent logs when its policies in audit mode would have decided
+/// a connection otherwise.
+const WOULD: &str = "policies in audit mode would decide otherwise";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_in_audit_mode_change_no_decision_and_the_agents_log_what_they_would_do() {
+    let mut bed = Bed::start(Limits::default()).await;
+
+    // Trials: ledger would take web, the only ALLOW policy that could;
+    // orders would refuse batch, which it takes.
+    let trials = [
+        Bed::in_audit_mode(&Bed::policy("ledger-trial", "ledger", "ALLOW", &["web"])),
+        Bed::in_audit_mode(&Bed::policy("orders-trial", "orders", "DENY", &["batch"])),
+    ]
+    .concat();
+    let revision = bed.apply(&trials);
+    bed.wait_for_revision(&["node-b"], revision).await;
+    bed.wait_for_listeners(&[("web", "ledger")]).await;
+
+    // Everything is allowed or refused as before. web -> ledger is still
+    // refused, now by ledger's agent, since a policy mentions web.
+    let mut calls = baseline_calls();
+    let unrouted = calls
+        .iter()
+        .position(|c| (c.caller, c.service) == ("web", "ledger"))
+        .unwrap();
+    calls[unrouted] = denied("web", "ledger", "default deny");
+    bed.check(&calls).await.unwrap();
+
+    let node_b = bed.agent("node-b");
+    let (web, batch) = (caller("web"), caller("batch"));
+    let would_allow = [
+        WOULD,
+        &web,
+        "workload=shop/ledger-1",
+        "decided=deny rule=default deny would=allow would_rule=ledger-trial/0",
+    ];
+    assert_eq!(node_b.wait_for_lines(&would_allow, 1).await, 1);
+    let would_deny = [
+        WOULD,
+        &batch,
+        "workload=shop/orders-1",
+        "decided=allow rule=orders-callers/0 would=deny would_rule=orders-trial/0",
+    ];
+    assert_eq!(node_b.wait_for_lines(&would_deny, 1).await, 1);
+    let web_to_orders = [WOULD, &web, "workload=shop/orders-1"];
+    assert_eq!(
+        node_b.lines_with(&web_to_orders),
+        0,
+        "the trial left web alone"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_nodes_workloads_reach_no_one_once_the_deny_list_arrives() {
     let mut bed = Bed::start(Limits::default()).await;

@@ -231,7 +231,7 @@ impl Inbound {
                 %caller,
                 workload = %self.workload,
                 %rule,
-                decided = decision.verdict.effect(),
+                decided = %decision.verdict.effect(),
                 "audit rule matched"
             );
         }
@@ -240,9 +240,9 @@ impl Inbound {
                 target: "palisade_agent::audit",
                 %caller,
                 workload = %self.workload,
-                decided = decision.verdict.effect(),
+                decided = %decision.verdict.effect(),
                 rule = %decision.verdict,
-                would = dry_run.effect(),
+                would = %dry_run.effect(),
                 would_rule = %dry_run,
                 "policies in audit mode would decide otherwise"
             );
