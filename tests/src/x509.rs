@@ -49,6 +49,30 @@ pub fn openssl_verify(
     chain_pem: &str,
     purpose: &str,
 ) -> Result<(), String> {
+    run_openssl_verify(dir, bundle_pem, chain_pem, purpose, &[])
+}
+
+/// [`openssl_verify`] as of `unix_time` (`-attime`): checks a chain at a
+/// moment of the test's choosing, so that an expired certificate can still
+/// show whether a bundle trusts its issuer.
+pub fn openssl_verify_at(
+    dir: &Path,
+    bundle_pem: &str,
+    chain_pem: &str,
+    purpose: &str,
+    unix_time: i64,
+) -> Result<(), String> {
+    let at = ["-attime".to_owned(), unix_time.to_string()];
+    run_openssl_verify(dir, bundle_pem, chain_pem, purpose, &at)
+}
+
+fn run_openssl_verify(
+    dir: &Path,
+    bundle_pem: &str,
+    chain_pem: &str,
+    purpose: &str,
+    extra: &[String],
+) -> Result<(), String> {
     crate::system::ensure_command("openssl", "openssl");
     let bundle = dir.join("bundle.pem");
     let leaf = dir.join("leaf.pem");
@@ -60,7 +84,9 @@ pub fn openssl_verify(
 
     let mut command = Command::new("openssl");
     command
-        .args(["verify", "-x509_strict", "-purpose", purpose, "-CAfile"])
+        .args(["verify", "-x509_strict", "-purpose", purpose])
+        .args(extra)
+        .arg("-CAfile")
         .arg(&bundle);
     if !blocks.is_empty() {
         std::fs::write(&untrusted, blocks.concat()).map_err(|e| e.to_string())?;

@@ -1,6 +1,9 @@
-//! CA rotation end to end: certificates issued before, during and after a
-//! rotation verify against the bundle a holder has at each step; the old CA
-//! retires only once nothing it signed is valid, and then leaves the bundle.
+//! CA rotation end to end: node and workload certificates issued before,
+//! during and after a rotation verify against the bundle a holder has at
+//! each step, whether fetched while the new CA was prepared or once it was
+//! active; the old CA retires only once nothing it signed is valid, and then
+//! leaves the bundle, so that what it signed no longer verifies even at a
+//! moment it was valid.
 //! A prepared CA activates only once holders have had time to fetch a
 //! bundle that trusts it, unless forced; these tests force it, so as not to
 //! wait. Also: Palisade as an intermediate under an upstream CA.
@@ -9,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_tests::identity::{TestNode, audit_entries, join_token};
-use palisade_tests::x509::{first_der, openssl_verify, pem_blocks};
+use palisade_tests::x509::{first_der, openssl_verify, openssl_verify_at, pem_blocks};
 use palisade_tests::{Admin, ControlPlane, apply, last_audit, palisadectl, pb};
 
 const TD: &str = "rotate.test";
@@ -44,23 +47,45 @@ metadata: {name: second-admin}
 spec: {role: admin, subjects: ["spiffe://rotate.test/admin/admin2"]}
 "#;
 
-/// A certificate someone holds, and when it expires.
+/// A certificate someone holds, whether the CA that signed it is the one
+/// being rotated out, and when it expires.
 struct Held {
-    name: &'static str,
+    name: String,
     chain: String,
+    by_old_ca: bool,
     not_after: i64,
 }
 
 impl Held {
-    fn new(name: &'static str, chain: String) -> Self {
+    fn new(name: String, chain: String, by_old_ca: bool) -> Self {
         let der = first_der(&chain);
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
         let not_after = parsed.validity().not_after.timestamp();
         Self {
             name,
             chain,
+            by_old_ca,
             not_after,
         }
+    }
+
+    /// A moment the certificate is valid: now, or, once it has expired,
+    /// its last second. Certificates live seconds here, so a check run a
+    /// little late still asks whether the bundle trusts their issuer.
+    fn valid_at(&self) -> i64 {
+        now().min(self.not_after - 1)
+    }
+
+    /// openssl's strict check against `bundle`, at a moment it is valid.
+    fn verify(&self, bundle: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        openssl_verify_at(
+            dir.path(),
+            bundle,
+            &self.chain,
+            "sslclient",
+            self.valid_at(),
+        )
     }
 }
 
@@ -71,24 +96,52 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// Every certificate still valid verifies against `bundle`.
-fn all_valid_verify(step: &str, held: &[Held], bundle: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    for certificate in held.iter().filter(|h| h.not_after > now() + 1) {
-        openssl_verify(dir.path(), bundle, &certificate.chain, "sslclient")
-            .unwrap_or_else(|e| panic!("{step}: {} no longer verifies: {e}", certificate.name));
+/// Every certificate in `held` verifies against `bundle`, each at a moment
+/// it is valid.
+fn all_verify(step: &str, held: &[Held], bundle: &str) {
+    for certificate in held {
+        certificate
+            .verify(bundle)
+            .unwrap_or_else(|e| panic!("{step}: {} does not verify: {e}", certificate.name));
+    }
+}
+
+/// What a freshly attested web-1 holds after signing orders-1, and the
+/// bundle it was given.
+struct Issued {
+    node: String,
+    workload: String,
+    bundle: String,
+}
+
+impl Issued {
+    /// Both certificates, as held, named by when they were issued.
+    fn held(self, when: &str, by_old_ca: bool) -> [Held; 2] {
+        [
+            Held::new(
+                format!("the node certificate issued {when}"),
+                self.node,
+                by_old_ca,
+            ),
+            Held::new(
+                format!("the workload certificate issued {when}"),
+                self.workload,
+                by_old_ca,
+            ),
+        ]
     }
 }
 
 /// Signs orders-1 through a freshly attested web-1.
-async fn sign_orders(cp: &ControlPlane, admin: &mut Admin) -> (String, String) {
+async fn sign_orders(cp: &ControlPlane, admin: &mut Admin) -> Issued {
     let token = join_token(admin, "web-1", 0).await.unwrap();
     let node = TestNode::attest(cp, "web-1", &token).await.unwrap();
     let (_, issued) = node.sign(cp, "shop", "orders-1", ORDERS).await.unwrap();
-    (
-        issued.certificate_chain_pem,
-        issued.bundle.unwrap().x509_authorities_pem,
-    )
+    Issued {
+        node: node.chain_pem,
+        workload: issued.certificate_chain_pem,
+        bundle: issued.bundle.unwrap().x509_authorities_pem,
+    }
 }
 
 async fn ca_status(admin: &mut Admin) -> pb::KeySet {
@@ -121,89 +174,139 @@ async fn admin_bundle_holds(cp: &ControlPlane, count: usize) {
     panic!("{} never held {count} CAs", path.display());
 }
 
+/// Retires the old CA as soon as everything it signed has expired: the
+/// refusal names the second that is, which a fixed wait can miss by the
+/// rounding of that second.
+async fn retire_once_expired(admin: &mut Admin, expiry: i64) {
+    let wait = (expiry - now()).max(0) as u64;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = pb::RetireKeyRequest {
+            kind: pb::KeyKind::Ca as i32,
+            ..Default::default()
+        };
+        match admin.retire_key(request).await {
+            Ok(_) => return,
+            Err(refused) if std::time::Instant::now() < deadline => {
+                let code = refused.code();
+                assert_eq!(code, tonic::Code::FailedPrecondition, "{refused}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(refused) => panic!("the old CA never retired: {refused}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_verify_at_every_step_of_a_rotation() {
-    let mut cp = ControlPlane::init_with(TD, &["--admin-ttl-secs", "12"]).unwrap();
+    // The first admin's certificate, from the old CA, must last until the
+    // second admin takes over, and the old CA retires only once it expires.
+    let mut cp = ControlPlane::init_with(TD, &["--admin-ttl-secs", "20"]).unwrap();
     cp.start_with(FLAGS).await.unwrap();
     let mut admin = cp.admin().await.unwrap();
     apply(&mut admin, SHOP).await.unwrap();
+    let admin_chain = std::fs::read_to_string(cp.admin_credentials().cert.unwrap()).unwrap();
     let mut held = vec![Held::new(
-        "the first admin's certificate",
-        std::fs::read_to_string(cp.admin_credentials().cert.unwrap()).unwrap(),
+        "the first admin's certificate".into(),
+        admin_chain,
+        true,
     )];
+    let dir = tempfile::tempdir().unwrap();
 
     // Before: one CA.
-    let (before, bundle) = sign_orders(&cp, &mut admin).await;
-    assert_eq!(pem_blocks(&bundle).len(), 1);
-    let old_ca = bundle.clone();
-    held.push(Held::new("issued before", before));
-    all_valid_verify("before", &held, &bundle);
+    let before = sign_orders(&cp, &mut admin).await;
+    let before_prepare = before.bundle.clone();
+    assert_eq!(pem_blocks(&before_prepare).len(), 1);
+    let old_ca = before_prepare.clone();
+    held.extend(before.held("before", true));
+    all_verify("before", &held, &before_prepare);
 
     // Prepared: the new CA is trusted but signs nothing.
     ctl_ok(&cp, &["ca", "prepare"]);
-    let (during, bundle) = sign_orders(&cp, &mut admin).await;
-    assert_eq!(
-        pem_blocks(&bundle).len(),
-        2,
-        "the prepared CA joins the bundle"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    openssl_verify(dir.path(), &old_ca, &during, "sslclient")
-        .expect("while prepared, the old CA still signs");
-    held.push(Held::new("issued while prepared", during));
-    all_valid_verify("prepared", &held, &bundle);
+    let during = sign_orders(&cp, &mut admin).await;
+    let prepared = during.bundle.clone();
+    let in_bundle = pem_blocks(&prepared).len();
+    assert_eq!(in_bundle, 2, "the prepared CA joins the bundle");
+    for chain in [&during.node, &during.workload] {
+        openssl_verify(dir.path(), &old_ca, chain, "sslclient")
+            .expect("while prepared, the old CA still signs");
+    }
+    held.extend(during.held("while prepared", true));
+    all_verify("prepared", &held, &prepared);
     admin_bundle_holds(&cp, 2).await;
 
-    // Active: the new CA signs; both stay trusted.
+    // Active: the new CA signs; the old one signed what is still valid, so
+    // it may not retire yet.
     ctl_ok(&cp, &["ca", "activate", "--force"]);
-    let mut admin = cp.admin().await.unwrap();
-    let (after, bundle) = sign_orders(&cp, &mut admin).await;
-    let new_ca = pem_blocks(&bundle)
-        .into_iter()
-        .find(|ca| *ca != old_ca)
-        .unwrap();
-    openssl_verify(dir.path(), &new_ca, &after, "sslclient").expect("the new CA signs");
-    held.push(Held::new("issued after activation", after));
-    all_valid_verify("active", &held, &bundle);
-
-    // Retire is refused while the old CA's certificates are valid.
     let refused = palisadectl(&cp.ctl_config(), &["ca", "retire"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("retire it after that"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("retire it after that"), "{stderr}");
 
-    // A second admin from the new CA, then wait out the old CA's leaves.
+    // A second admin from the new CA, who outlasts the old CA.
     cp.terminate().unwrap();
     let second = cp
         .issue_admin_with("admin2", &["--ttl-secs", "3600"])
         .unwrap();
     cp.start_with(FLAGS).await.unwrap();
-    let expiry = held[..3].iter().map(|h| h.not_after).max().unwrap();
-    let wait = (expiry - now() + 2).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait)).await;
-    let mut admin2 = cp.client(&second).await.unwrap();
+    let mut admin = cp.client(&second).await.unwrap();
+    let after = sign_orders(&cp, &mut admin).await;
+    let activated = after.bundle.clone();
+    let new_ca = pem_blocks(&activated)
+        .into_iter()
+        .find(|ca| *ca != old_ca)
+        .unwrap();
+    for chain in [&after.node, &after.workload] {
+        openssl_verify(dir.path(), &new_ca, chain, "sslclient").expect("the new CA signs");
+    }
+    held.extend(after.held("once active", false));
 
-    // Retired: the old CA leaves the bundle; the new certificates verify.
-    let request = pb::RetireKeyRequest {
-        kind: pb::KeyKind::Ca as i32,
-        ..Default::default()
-    };
-    admin2.retire_key(request).await.unwrap();
-    let status = ca_status(&mut admin2).await;
+    // Whichever bundle a holder fetched since the prepare, it trusts what
+    // the old CA signed before and what the new one signs now.
+    all_verify("active", &held, &activated);
+    all_verify(
+        "active, by the bundle fetched while prepared",
+        &held,
+        &prepared,
+    );
+
+    // Retired: once nothing the old CA signed is valid, it leaves the bundle.
+    let (by_old_ca, by_new_ca): (Vec<Held>, Vec<Held>) =
+        held.into_iter().partition(|h| h.by_old_ca);
+    let expiry = by_old_ca.iter().map(|h| h.not_after).max().unwrap();
+    retire_once_expired(&mut admin, expiry).await;
+    let status = ca_status(&mut admin).await;
     let states: Vec<i32> = status.keys.iter().map(|k| k.state).collect();
-    assert!(
-        states.contains(&(pb::KeyState::Retired as i32)),
-        "{states:?}"
-    );
-    assert_eq!(pem_blocks(&status.published), std::slice::from_ref(&new_ca));
-    all_valid_verify("retired", &held, &status.published);
-    assert!(
-        openssl_verify(dir.path(), &status.published, &held[1].chain, "sslclient").is_err(),
-        "what the old CA signed no longer verifies"
-    );
+    let retired_state = pb::KeyState::Retired as i32;
+    assert!(states.contains(&retired_state), "{states:?}");
+    let retired = status.published;
+    assert_eq!(pem_blocks(&retired), std::slice::from_ref(&new_ca));
+
+    // What the new CA signed, before the retirement and after, verifies.
+    let fresh = sign_orders(&cp, &mut admin).await;
+    assert_eq!(fresh.bundle, retired);
+    for purpose in ["sslclient", "sslserver"] {
+        openssl_verify(dir.path(), &retired, &fresh.workload, purpose)
+            .unwrap_or_else(|e| panic!("workload, retired, {purpose}: {e}"));
+    }
+    openssl_verify(dir.path(), &retired, &fresh.node, "sslclient")
+        .unwrap_or_else(|e| panic!("node, retired: {e}"));
+    all_verify("retired", &by_new_ca, &retired);
+
+    // What the old CA signed has expired, and would not verify even at a
+    // moment it was valid: its issuer is gone from the bundle.
+    for certificate in &by_old_ca {
+        let name = &certificate.name;
+        assert!(certificate.not_after < now(), "{name} is still valid");
+        let then = certificate.verify(&activated);
+        then.unwrap_or_else(|e| panic!("{name} verified while valid: {e}"));
+        let error = certificate.verify(&retired).unwrap_err();
+        assert!(
+            error.contains("unable to get local issuer certificate"),
+            "{name}: {error}"
+        );
+    }
 }
 
 fn states(set: &pb::KeySet) -> Vec<i32> {
@@ -297,7 +400,11 @@ async fn palisade_runs_as_an_intermediate_under_an_upstream_ca() {
     cp.start_with(FLAGS).await.unwrap();
     let mut admin = cp.admin().await.unwrap();
     apply(&mut admin, SHOP).await.unwrap();
-    let (chain, bundle) = sign_orders(&cp, &mut admin).await;
+    let Issued {
+        workload: chain,
+        bundle,
+        ..
+    } = sign_orders(&cp, &mut admin).await;
 
     let root_pem = std::fs::read_to_string(&root).unwrap();
     assert_eq!(
@@ -318,7 +425,11 @@ async fn palisade_runs_as_an_intermediate_under_an_upstream_ca() {
     ctl_ok(&cp, &["ca", "prepare"]);
     ctl_ok(&cp, &["ca", "activate", "--force"]);
     let mut admin = cp.admin().await.unwrap();
-    let (rotated, bundle) = sign_orders(&cp, &mut admin).await;
+    let Issued {
+        workload: rotated,
+        bundle,
+        ..
+    } = sign_orders(&cp, &mut admin).await;
     assert_eq!(
         pem_blocks(&bundle),
         pem_blocks(&root_pem),
