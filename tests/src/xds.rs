@@ -173,18 +173,22 @@ pub fn sotw_ack(response: &DiscoveryResponse, names: &[&str]) -> DiscoveryReques
     }
 }
 
-/// The NACK of `response`, with the previous accepted version.
-pub fn sotw_nack(response: &DiscoveryResponse, previous: &str, error: &str) -> DiscoveryRequest {
+/// The NACK of `response`, with the previous accepted version, keeping the
+/// subscription `names`.
+pub fn sotw_nack(
+    response: &DiscoveryResponse,
+    names: &[&str],
+    previous: &str,
+    error: &str,
+) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: previous.into(),
-        response_nonce: response.nonce.clone(),
-        type_url: response.type_url.clone(),
         error_detail: Some(RpcStatus {
             code: 3,
             message: error.into(),
             details: Vec::new(),
         }),
-        ..Default::default()
+        ..sotw_ack(response, names)
     }
 }
 

@@ -90,12 +90,13 @@ async fn sotw_nack_is_recorded_and_the_rejected_set_is_not_resent() {
     let response = stream.recv().await.unwrap();
 
     stream
-        .send(sotw_nack(&response, "", "cannot apply orders-1"))
+        .send(sotw_nack(&response, &[], "", "cannot apply orders-1"))
         .await;
 
     assert!(stream.quiet().await, "the rejected set must not come back");
     let nacked = bed.workload_status("web-1").await;
     assert_eq!(nacked.last_nack_error, "cannot apply orders-1");
+    assert_eq!(nacked.last_nack_revision, response.version_info);
     assert_eq!(nacked.acked_revision, 0);
 
     apply(&mut bed.admin, MOVED).await.unwrap();
@@ -141,12 +142,49 @@ async fn sotw_subscription_by_name_returns_only_those_names() {
     let endpoints = agent_pb::Endpoints::decode(response.resources[0].value.as_slice()).unwrap();
     assert_eq!(endpoints.endpoints[0].address, "127.0.0.11");
 
+    stream.send(sotw_ack(&response, &asks)).await;
+    assert!(
+        stream.quiet().await,
+        "an ACK of the same names gets no answer"
+    );
+
     stream.send(sotw_ack(&response, &[])).await;
-    let everything = stream.recv().await.unwrap();
+    let nothing = stream.recv().await.unwrap();
+    assert!(
+        nothing.resources.is_empty(),
+        "after names, an empty list unsubscribes from everything: {:?}",
+        sotw_names(&nothing)
+    );
+}
+
+#[tokio::test]
+async fn sotw_empty_names_are_the_wildcard_only_until_names_are_sent() {
+    let mut bed = shop::start().await;
+    let (mut stream, both) = sotw_through_moved(&mut bed, &[]).await;
+
+    let named = stream
+        .ask(sotw_ack(&both, &["shop/orders-1"]))
+        .await
+        .unwrap();
     assert_eq!(
-        sotw_names(&everything),
-        ["shop/orders"],
-        "empty names mean every endpoint"
+        sotw_names(&named),
+        ["shop/orders-1"],
+        "names end the wildcard"
+    );
+    let emptied = stream.ask(sotw_ack(&named, &[])).await.unwrap();
+    assert!(
+        emptied.resources.is_empty(),
+        "an empty list after names asks for nothing: {:?}",
+        sotw_names(&emptied)
+    );
+
+    stream.send(sotw_ack(&emptied, &[])).await;
+    bed.admin.delete(delete_orders_2()).await.unwrap();
+    assert!(stream.quiet().await, "nothing is subscribed any more");
+    let workloads = bed.workload_status("web-1").await;
+    assert!(
+        !workloads.wildcard && workloads.held.is_empty(),
+        "{workloads:?}"
     );
 }
 

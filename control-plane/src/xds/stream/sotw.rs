@@ -1,6 +1,12 @@
 //! State-of-the-world ADS: every response for a type carries the whole set
 //! the client subscribed to; a resource missing from it was removed.
 //!
+//! A request names every resource of the type the client wants, or `*` for
+//! all of them. An empty list also asks for all of them while the client
+//! has never named a resource of the type (the legacy wildcard of
+//! listeners, clusters and the agent's types); once it has, an empty list
+//! unsubscribes from everything.
+//!
 //! A request that echoes the nonce of the newest response for its type
 //! acknowledges it (or rejects it, with `error_detail`); one with an older
 //! nonce is stale and ignored. A rejected set is not sent again: the next
@@ -23,6 +29,8 @@ type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 struct TypeState {
     /// `None` subscribes to every resource of the type.
     names: Option<BTreeSet<String>>,
+    /// Whether a request for the type ever named a resource, `*` included.
+    named: bool,
     /// The newest response.
     sent: Option<Sent>,
     /// What the newest response carried, name to version.
@@ -109,7 +117,8 @@ async fn handle(
     }
 
     // The subscription.
-    let names = subscription(&request);
+    let names = subscription(&request, state.named);
+    state.named |= !request.resource_names.is_empty();
     let changed = state.names != names || state.sent.is_none();
     state.names = names;
     if changed {
@@ -133,11 +142,12 @@ fn record_answer(context: &Context, request: &DiscoveryRequest, state: &mut Type
     }
 }
 
-fn subscription(request: &DiscoveryRequest) -> Option<BTreeSet<String>> {
+/// The names a request subscribes to, `None` for every resource of the
+/// type; `named` says whether an earlier request of the type named any.
+fn subscription(request: &DiscoveryRequest, named: bool) -> Option<BTreeSet<String>> {
     let names = &request.resource_names;
-    if names.iter().any(|n| n == "*")
-        || (names.is_empty() && wildcard_by_default(&request.type_url))
-    {
+    let legacy_wildcard = names.is_empty() && !named && wildcard_by_default(&request.type_url);
+    if legacy_wildcard || names.iter().any(|n| n == "*") {
         return None;
     }
     Some(names.iter().cloned().collect())
@@ -226,5 +236,58 @@ pub(super) fn check_open(view: &View) -> Result<(), Status> {
     match &view.closed {
         Some(reason) => Err(Status::permission_denied(reason.clone())),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+    fn request(names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: TYPE.into(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The subscription after each request in turn, as the stream keeps it.
+    fn subscriptions(requests: &[&[&str]]) -> Vec<Option<BTreeSet<String>>> {
+        let mut named = false;
+        let mut result = Vec::new();
+        for names in requests {
+            let request = request(names);
+            result.push(subscription(&request, named));
+            named |= !request.resource_names.is_empty();
+        }
+        result
+    }
+
+    fn set(names: &[&str]) -> Option<BTreeSet<String>> {
+        Some(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn empty_names_are_the_wildcard_until_a_name_is_sent() {
+        let steps = subscriptions(&[&[], &[], &["a"], &[]]);
+
+        assert_eq!(steps, [None, None, set(&["a"]), set(&[])]);
+    }
+
+    #[test]
+    fn after_the_star_empty_names_unsubscribe_from_everything() {
+        let steps = subscriptions(&[&["*"], &["*", "a"], &["a"], &[], &["*"]]);
+
+        assert_eq!(steps, [None, None, set(&["a"]), set(&[]), None]);
+    }
+
+    #[test]
+    fn empty_names_of_a_type_without_a_wildcard_ask_for_nothing() {
+        let mut routes = request(&[]);
+        routes.type_url = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration".into();
+
+        assert_eq!(subscription(&routes, false), set(&[]));
     }
 }
