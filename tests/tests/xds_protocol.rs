@@ -189,6 +189,26 @@ async fn sotw_empty_names_are_the_wildcard_only_until_names_are_sent() {
 }
 
 #[tokio::test]
+async fn delta_naming_nothing_after_unsubscribing_everything_is_not_the_wildcard() {
+    let mut bed = shop::start().await;
+    let (mut stream, _, added) = delta_through_moved(&mut bed, &[]).await;
+    stream.send(delta_ack(&added)).await;
+
+    let named = delta_request(None, types::WORKLOAD, &["shop/orders-1"], &["*"]);
+    stream.send(named).await;
+    assert!(stream.quiet().await, "orders-1 is held already");
+    let unsubscribe = delta_request(None, types::WORKLOAD, &[], &["shop/orders-1"]);
+    stream.send(unsubscribe).await;
+    stream
+        .send(delta_request(None, types::WORKLOAD, &[], &[]))
+        .await;
+
+    assert!(stream.quiet().await, "naming nothing asks for nothing");
+    apply(&mut bed.admin, ORDERS_2_CHANGED).await.unwrap();
+    assert!(stream.quiet().await, "nothing is subscribed any more");
+}
+
+#[tokio::test]
 async fn delta_sends_changes_once_and_reports_removals() {
     let mut bed = shop::start().await;
     let (mut stream, _, added) = delta_through_moved(&mut bed, &["*"]).await;

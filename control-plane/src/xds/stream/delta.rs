@@ -6,7 +6,9 @@
 //! already has at the current version is not sent again. Subscribing `*`
 //! asks for every resource of the type; a first request naming nothing does
 //! the same for types that default to the wildcard, unless it subscribes and
-//! unsubscribes `*` at once, which asks for nothing yet. While the wildcard
+//! unsubscribes `*` at once, which asks for nothing yet. Later requests that
+//! name nothing change nothing, so a client that unsubscribed from every
+//! name and from `*` holds nothing, not everything. While the wildcard
 //! is on, unsubscribing a name changes nothing the client receives;
 //! unsubscribing `*` makes the client forget what only the wildcard gave
 //! it. The first request of each type is always answered, if need be with
@@ -211,18 +213,7 @@ async fn push(
         tracing::debug!(type_url, "unknown type URL; answering with nothing");
     }
 
-    // What the client will hold once it applies the response.
-    for resource in &resources {
-        state
-            .held
-            .insert(resource.name.clone(), resource.version.clone());
-    }
-    for name in &removed {
-        if state.held.remove(name).is_none() {
-            state.reported_absent.insert(name.clone());
-        }
-    }
-
+    expect_applied(state, &resources, &removed);
     let sent = Sent::new(context.next_nonce(), view.revision);
     let subscribed = (!state.wildcard).then_some(state.names.len());
     context.record_sent(type_url, &sent, subscribed);
@@ -240,6 +231,23 @@ async fn push(
         return Err(Status::cancelled("the client is gone"));
     }
     Ok(())
+}
+
+/// Records what the client will hold once it applies a response carrying
+/// `resources` and removing `removed`. A subscribed name it was told is
+/// gone is not reported again until it comes back.
+fn expect_applied(state: &mut TypeState, resources: &[Resource], removed: &[String]) {
+    for resource in resources {
+        state
+            .held
+            .insert(resource.name.clone(), resource.version.clone());
+    }
+    for name in removed {
+        state.held.remove(name);
+        if state.names.contains(name) {
+            state.reported_absent.insert(name.clone());
+        }
+    }
 }
 
 /// What the client lacks of what it subscribed to, and what it holds that

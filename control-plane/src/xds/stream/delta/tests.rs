@@ -40,10 +40,8 @@ fn request(subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
 fn delivered(view: &View, first: DeltaDiscoveryRequest) -> TypeState {
     let mut state = TypeState::default();
     subscribe(&mut state, &first, true);
-    let (resources, _) = difference(view, TYPE, &state);
-    for resource in resources {
-        state.held.insert(resource.name, resource.version);
-    }
+    let (resources, removed) = difference(view, TYPE, &state);
+    expect_applied(&mut state, &resources, &removed);
     state
 }
 
@@ -114,4 +112,40 @@ fn resubscribing_the_wildcard_sends_what_the_client_forgot() {
 
     let (resources, _) = difference(&view, TYPE, &state);
     assert_eq!(names(&resources), ["a", "b"]);
+}
+
+#[test]
+fn naming_nothing_is_the_wildcard_only_on_the_first_request() {
+    let view = view(&["a", "b"]);
+    let mut state = delivered(&view, request(&[], &[]));
+    assert!(
+        state.wildcard,
+        "a first request naming nothing asks for everything"
+    );
+
+    subscribe(&mut state, &request(&["a"], &[]), false);
+    subscribe(&mut state, &request(&[], &["*"]), false);
+    subscribe(&mut state, &request(&[], &["a"]), false);
+    subscribe(&mut state, &request(&[], &[]), false);
+
+    assert!(!state.wildcard && state.names.is_empty() && state.held.is_empty());
+    let (resources, removed) = difference(&view, TYPE, &state);
+    assert!(resources.is_empty(), "sent {:?}", names(&resources));
+    assert!(removed.is_empty(), "removed {removed:?}");
+}
+
+#[test]
+fn removed_subscribed_resource_is_reported_once() {
+    let mut state = delivered(&view(&["a", "b"]), request(&["a"], &[]));
+    let without_a = view(&["b"]);
+
+    let (_, removed) = difference(&without_a, TYPE, &state);
+    assert_eq!(removed, ["a"]);
+    expect_applied(&mut state, &[], &removed);
+
+    let (resources, again) = difference(&without_a, TYPE, &state);
+    assert!(
+        resources.is_empty() && again.is_empty(),
+        "reported again: {again:?}"
+    );
 }
