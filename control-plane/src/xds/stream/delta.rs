@@ -214,6 +214,7 @@ async fn push(
     }
 
     expect_applied(state, &resources, &removed);
+
     let sent = Sent::new(context.next_nonce(), view.revision);
     let subscribed = (!state.wildcard).then_some(state.names.len());
     context.record_sent(type_url, &sent, subscribed);
