@@ -2,15 +2,17 @@
 //! is refused on a real stream with a status that says what was wrong, and
 //! the server goes on serving everyone else.
 
-use palisade_tests::xds::shop::{self, Shop};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use palisade_tests::xds::shop::{self, Shop, sotw_names};
 use palisade_tests::xds::{
-    Delta, Method, Sotw, assert_status, delta_request, refusal, send_after_first, send_garbage,
-    sotw_request, types,
+    Delta, Method, Sotw, assert_status, delta_request, names, refusal, send_after_first,
+    send_garbage, sotw_request, types,
 };
 use prost::Message;
 
 /// The limits the control plane applies by default.
 const NAMES_PER_REQUEST: usize = 10_000;
+const INITIAL_VERSIONS_PER_REQUEST: usize = 100_000;
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const REQUEST_BURST: usize = 200;
 const STREAMS_PER_CLIENT: usize = 64;
@@ -23,17 +25,19 @@ async fn assert_refused(bed: &Shop, status: &tonic::Status, code: tonic::Code, s
     assert!(stream.recv().await.is_ok(), "the server still serves");
 }
 
-/// A SotW stream of web-1's workloads, its first answer received.
+/// A SotW stream of web-1's workloads that received orders-1, so that no
+/// further answer is due.
 async fn answered_sotw(bed: &Shop) -> Sotw {
     let mut stream = bed.sotw("web-1", types::WORKLOAD, &[]).await;
-    stream.recv().await.unwrap();
+    while sotw_names(&stream.recv().await.unwrap()).is_empty() {}
     stream
 }
 
-/// A delta stream of all web-1's workloads, its first answer received.
+/// A delta stream of all web-1's workloads that received orders-1, so that
+/// no further answer is due.
 async fn answered_delta(bed: &Shop) -> Delta {
     let mut stream = bed.delta("web-1", types::WORKLOAD, &["*"]).await;
-    stream.recv().await.unwrap();
+    while names(&stream.recv().await.unwrap()).is_empty() {}
     stream
 }
 
@@ -88,6 +92,47 @@ async fn request_naming_too_many_resources_is_refused() {
 
     let status = stream.ask(request).await.unwrap_err();
     let says = format!("at most {NAMES_PER_REQUEST} are allowed");
+    assert_refused(&bed, &status, tonic::Code::InvalidArgument, &says).await;
+}
+
+/// A delta request of web-1's workloads resuming with the versions of
+/// `held` resources, as a client that reconnects.
+fn resuming(held: usize) -> DeltaDiscoveryRequest {
+    let mut request = delta_request(Some("web-1"), types::WORKLOAD, &["*"], &[]);
+    request.initial_resource_versions = (0..held)
+        .map(|i| (format!("shop/w-{i}"), "v".to_owned()))
+        .collect();
+    request
+}
+
+#[tokio::test]
+async fn resuming_client_may_hold_more_resources_than_a_request_may_name() {
+    let bed = shop::start().await;
+    let _current = answered_delta(&bed).await;
+
+    let first = resuming(NAMES_PER_REQUEST * 2);
+    let mut stream = Delta::open(bed.web1.clone(), first).await.unwrap();
+
+    let answer = stream.recv().await.expect("the resumed stream is served");
+    assert_eq!(names(&answer), ["shop/orders-1"]);
+    assert_eq!(
+        answer.removed_resources.len(),
+        NAMES_PER_REQUEST * 2,
+        "everything else the client held is gone"
+    );
+}
+
+#[tokio::test]
+async fn resuming_with_too_many_initial_versions_is_refused() {
+    let bed = shop::start().await;
+
+    let first = resuming(INITIAL_VERSIONS_PER_REQUEST + 1);
+    let status = refusal(Delta::open(bed.web1.clone(), first).await).await;
+
+    let says = format!(
+        "initial_resource_versions: {} entries",
+        INITIAL_VERSIONS_PER_REQUEST + 1
+    );
     assert_refused(&bed, &status, tonic::Code::InvalidArgument, &says).await;
 }
 

@@ -20,8 +20,16 @@ pub mod sotw;
 /// Limits every stream keeps to.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Resource names in one request, subscribe and unsubscribe together.
+    /// Resource names in one request: a state-of-the-world request's whole
+    /// subscription, or a delta request's subscribe and unsubscribe lists
+    /// together. A state-of-the-world client repeats its subscription in
+    /// every request, so this is also how many resources of one type it can
+    /// name.
     pub names_per_request: usize,
+    /// Entries in a delta request's `initial_resource_versions`: what a
+    /// resuming client holds, which for a wildcard subscription is far more
+    /// than it names.
+    pub initial_versions_per_request: usize,
     /// Sustained requests per second, and the burst above it.
     pub requests_per_second: f64,
     pub request_burst: f64,
@@ -37,6 +45,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             names_per_request: 10_000,
+            initial_versions_per_request: 100_000,
             requests_per_second: 50.0,
             request_burst: 200.0,
             streams_per_client: 64,
@@ -132,12 +141,19 @@ impl Context {
         self.nonce.to_string()
     }
 
-    /// Refuses a request over the rate or naming too many resources.
-    pub fn admit(&mut self, names: usize) -> Result<(), Status> {
+    /// Refuses a request over the rate, naming too many resources, or
+    /// resuming with the versions of too many.
+    pub fn admit(&mut self, names: usize, initial_versions: usize) -> Result<(), Status> {
         if names > self.limits.names_per_request {
             return Err(Status::invalid_argument(format!(
                 "a request names {names} resources; at most {} are allowed",
                 self.limits.names_per_request
+            )));
+        }
+        if initial_versions > self.limits.initial_versions_per_request {
+            return Err(Status::invalid_argument(format!(
+                "initial_resource_versions: {initial_versions} entries; at most {} are allowed",
+                self.limits.initial_versions_per_request
             )));
         }
         if !self.limiter.allow(Instant::now()) {

@@ -94,7 +94,7 @@ async fn handle(
     tx: &Tx,
 ) -> Result<(), Status> {
     let names = request.resource_names_subscribe.len() + request.resource_names_unsubscribe.len();
-    context.admit(names + request.initial_resource_versions.len())?;
+    context.admit(names, request.initial_resource_versions.len())?;
     if request.type_url.is_empty() {
         return Err(Status::invalid_argument("type_url: must not be empty"));
     }

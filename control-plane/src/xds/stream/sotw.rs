@@ -97,7 +97,7 @@ async fn handle(
     request: DiscoveryRequest,
     tx: &Tx,
 ) -> Result<(), Status> {
-    context.admit(request.resource_names.len())?;
+    context.admit(request.resource_names.len(), 0)?;
     if request.type_url.is_empty() {
         return Err(Status::invalid_argument("type_url: must not be empty"));
     }
