@@ -2,9 +2,11 @@
 //! with a join token, syncs every agent type over one delta stream, keeps
 //! its keys and certificates in its data directory, goes on to the next
 //! control plane address when one is dead, and, restarted while the
-//! control plane is gone, enforces its last known good.
+//! control plane is gone, enforces its last known good; with none it can
+//! use, it listens nowhere and says why.
 
-use std::net::TcpListener;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -50,6 +52,77 @@ spec:
     - from: [{{namespaces: [shop]}}]
 "#
     )
+}
+
+/// Ports of [`shop_with_upstream`]: orders-1's inbound port and app port,
+/// and the port of payments, which orders may call.
+#[derive(Clone, Copy, Debug)]
+struct Ports {
+    inbound: u16,
+    app: u16,
+    payments: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            inbound: free_port(),
+            app: free_port(),
+            payments: free_port(),
+        }
+    }
+
+    /// Where the agent of web-1 serves orders-1's callers.
+    fn inbound(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.inbound))
+    }
+
+    /// Where the agent of web-1 takes orders-1's calls to payments.
+    fn outbound(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.payments))
+    }
+}
+
+/// [`shop`], and payments on another node, which orders may call: the
+/// agent of web-1 listens on orders-1's inbound port, and on a loopback
+/// port for orders-1's calls to payments.
+fn shop_with_upstream(ports: Ports) -> String {
+    let payments = format!(
+        r#"
+---
+kind: Node
+metadata: {{name: web-2}}
+spec: {{address: 127.0.0.2}}
+---
+kind: Service
+metadata: {{name: payments, namespace: shop}}
+spec: {{ports: [{{port: {}, protocol: tcp}}]}}
+---
+kind: Workload
+metadata: {{name: payments-1, namespace: shop}}
+spec: {{service: payments, node: web-2, appPort: 8080, inboundPort: 15008}}
+---
+kind: AuthorizationPolicy
+metadata: {{name: payments-from-orders, namespace: shop}}
+spec:
+  targetService: payments
+  rules:
+    - from: [{{identities: ["spiffe://agent.test/ns/shop/sa/orders"]}}]
+"#,
+        ports.payments
+    );
+    shop(ports.inbound, ports.app) + &payments
+}
+
+/// Whether nothing listens at `address`: the connection is refused.
+async fn nothing_listens(address: SocketAddr) -> Result<(), String> {
+    let connect = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(address));
+    match connect.await {
+        Err(_) => Err(format!("{address}: connect timed out")),
+        Ok(Ok(_)) => Err(format!("{address}: a listener took the connection")),
+        Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => Ok(()),
+        Ok(Err(error)) => Err(format!("{address}: {error}")),
+    }
 }
 
 /// A loopback port that was free a moment ago.
@@ -128,6 +201,20 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         full
+    }
+
+    /// Waits until the log holds `text`.
+    async fn wait_for_log(&mut self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.log().contains(text) {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn assert_running(&mut self) {
@@ -369,25 +456,98 @@ async fn agent_attests_and_syncs_through_the_next_address_when_the_first_is_dead
     assert!(agent.terminate().success(), "{}", agent.log());
 }
 
+/// What an agent with nothing to enforce logs.
+const REFUSING_ALL: &str =
+    "no configuration yet: refusing all traffic until the control plane answers";
+
 #[tokio::test]
 async fn agent_with_no_configuration_and_no_control_plane_refuses_everything() {
-    let cp = ControlPlane::init("agent.test").unwrap();
+    // The control plane knows of orders-1, but is gone before the agent
+    // could ask it.
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start().await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    let ports = Ports::free();
+    apply(&mut admin, &shop_with_upstream(ports)).await.unwrap();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
     let root = cp.root.path().to_owned();
-    std::fs::write(root.join("join-token"), "0123456789abcdef.unused").unwrap();
-    let unreachable = format!("127.0.0.1:{}", free_port());
+    std::fs::write(root.join("join-token"), token).unwrap();
+    let address = cp.address().to_string();
+    cp.kill();
 
-    let mut agent = Agent::start(&root, &unreachable, &cp.data_dir.join("ca.pem"), "alone");
+    let mut agent = Agent::start(&root, &address, &cp.data_dir.join("ca.pem"), "alone");
     let status = agent.wait_for_source("none").await;
+    agent.wait_for_log(REFUSING_ALL).await;
 
     assert_eq!(status["revision"], 0);
-    assert!(
-        agent
-            .log()
-            .contains("no configuration yet: refusing all traffic until the control plane answers"),
-        "{}",
-        agent.log()
-    );
+    nothing_listens(ports.inbound()).await.unwrap();
+    nothing_listens(ports.outbound()).await.unwrap();
+    agent.assert_running();
     assert!(agent.terminate().success(), "{}", agent.log());
+}
+
+/// The last known good's Workload, with bytes that are no protobuf.
+fn undecodable(last_known_good: &str) -> String {
+    let mut saved: serde_json::Value = serde_json::from_str(last_known_good).unwrap();
+    let workloads = &mut saved["resources"][TYPES[0]];
+    workloads["shop/orders-1"]["value"] = "/////w==".into();
+    saved.to_string()
+}
+
+#[tokio::test]
+async fn agent_ignores_a_last_known_good_it_cannot_use_and_refuses_everything() {
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start().await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    let ports = Ports::free();
+    apply(&mut admin, &shop_with_upstream(ports)).await.unwrap();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    let root = cp.root.path().to_owned();
+    std::fs::write(root.join("join-token"), token).unwrap();
+    let (address, bundle) = (cp.address().to_string(), cp.data_dir.join("ca.pem"));
+
+    // A first run enforces the configuration and saves it: it listens
+    // where orders-1 is called and where it calls payments.
+    let mut agent = Agent::start(&root, &address, &bundle, "configured");
+    agent.wait_for_source("control-plane").await;
+    for listener in [ports.inbound(), ports.outbound()] {
+        agent
+            .wait_for_log(&format!("listening address={listener} "))
+            .await;
+    }
+    assert!(agent.terminate().success(), "{}", agent.log());
+    cp.kill();
+    let path = agent.data_dir.join("last-known-good.json");
+    let saved = std::fs::read_to_string(&path).unwrap();
+
+    // Restarted with the control plane gone and the file damaged, it
+    // says why it ignores the file, and listens nowhere.
+    let damaged = [
+        (
+            "garbage",
+            "{\"format\": 1, \"revis".to_owned(),
+            "is unreadable",
+        ),
+        ("undecodable", undecodable(&saved), "is invalid"),
+    ];
+    for (run, contents, why) in damaged {
+        std::fs::write(&path, contents).unwrap();
+        let mut restarted = Agent::start(&root, &address, &bundle, run);
+        let status = restarted.wait_for_source("none").await;
+        restarted.wait_for_log(REFUSING_ALL).await;
+
+        let ignored = format!("the last known good configuration {why}; ignoring it");
+        assert!(
+            restarted.log().contains(&ignored),
+            "{run}:\n{}",
+            restarted.log()
+        );
+        assert_eq!(status["revision"], 0, "{run}");
+        nothing_listens(ports.inbound()).await.unwrap();
+        nothing_listens(ports.outbound()).await.unwrap();
+        restarted.assert_running();
+        assert!(restarted.terminate().success(), "{}", restarted.log());
+    }
 }
 
 #[test]
