@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
+pub mod envoy;
 pub mod shop;
 
 /// How long a test waits for a response it expects.
