@@ -1,10 +1,12 @@
 //! Fleet status: what `palisadectl status` and the admin API say of each
 //! connected stream: acknowledged revisions, how far behind, the last NACK.
 
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use palisade_tests::xds::shop::{self, MOVED, Shop};
 use palisade_tests::xds::{
-    Delta, delta_ack, delta_nack, delta_request, sotw_ack, sotw_request, types,
+    Delta, delta_ack, delta_nack, delta_request, envoy_node, sotw_ack, sotw_request, types,
 };
 use palisade_tests::{apply, palisadectl, pb};
 
@@ -145,4 +147,74 @@ async fn delta_nack_shows_in_status_with_its_error() {
         "0",
         "a client that rejected the view is behind it: {text}"
     );
+}
+
+/// Every (type, name, version) that `responses` left the client holding,
+/// with the type shortened as `palisadectl status` prints it, sorted.
+fn held_rows(responses: &[DeltaDiscoveryResponse]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for response in responses {
+        let short = response.type_url.rsplit('.').next().unwrap().to_owned();
+        for resource in &response.resources {
+            rows.push(vec![
+                short.clone(),
+                resource.name.clone(),
+                resource.version.clone(),
+            ]);
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The rows of the table under the line of `palisadectl status NODE` that
+/// starts with `stream`, each split into its cells.
+fn stream_rows(output: &str, stream: &str) -> Vec<Vec<String>> {
+    let mut lines = output.lines().skip_while(|l| !l.starts_with(stream));
+    assert!(lines.next().is_some(), "no stream {stream:?}:\n{output}");
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("TYPE"), "{output}");
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .take_while(|cells| cells.len() == 3)
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn status_of_a_node_shows_what_each_of_its_streams_holds() {
+    let bed = shop::start().await;
+    let mut agent = bed.delta("web-1", types::WORKLOAD, &["*"]).await;
+    agent
+        .send(delta_request(None, types::AUTHORIZATION, &["*"], &[]))
+        .await;
+    let agent_held = held_rows(&agent.ack_until_quiet().await);
+    let channel = bed.proxy_channel("orders-1", "orders").await;
+    let first = DeltaDiscoveryRequest {
+        node: Some(envoy_node("shop/orders-1")),
+        ..delta_request(None, types::LISTENER, &[], &[])
+    };
+    let mut envoy = Delta::open(channel, first).await.unwrap();
+    let envoy_held = held_rows(&envoy.ack_until_quiet().await);
+
+    let output = palisadectl(&bed.cp.ctl_config(), &["status", "web-1"]);
+    let idle = palisadectl(&bed.cp.ctl_config(), &["status", "web-2"]);
+
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let agent_rows = stream_rows(&text, "agent (delta, stream ");
+    let envoy_rows = stream_rows(&text, "envoy shop/orders-1 (delta, stream ");
+    assert_eq!(agent_rows.len(), 2, "a workload and its rules: {text}");
+    assert_eq!(agent_rows, agent_held, "{text}");
+    assert_eq!(envoy_rows, envoy_held, "{text}");
+    assert!(
+        envoy_rows
+            .iter()
+            .any(|row| row[1] == "inbound|15008|shop/orders-1"),
+        "{text}"
+    );
+    assert!(!text.contains("storefront"), "web-2's resources: {text}");
+    let idle = String::from_utf8(idle.stdout).unwrap();
+    assert_eq!(idle, "node web-2 has no xDS stream connected\n");
 }
