@@ -14,9 +14,19 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use palisade_tests::binary;
+use palisade_tests::xds::envoy::envoy_names;
+use palisade_tests::xds::{Sotw, sotw_ack, sotw_request, types};
+use serde_json::Value;
+use tonic::transport::Channel;
 
 /// How long dev mode may take to initialize and announce itself.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The example that the announcement's next steps apply.
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/shop.yaml");
+
+/// How the announcement's next steps run palisadectl from a checkout.
+const CARGO_RUN: &str = "cargo run -q -p palisadectl -- ";
 
 /// A running `palisade-cp dev` and what it printed so far.
 struct Dev {
@@ -56,8 +66,14 @@ impl Dev {
     /// Waits until the announcement names the palisadectl config, and
     /// returns everything printed until then.
     fn announcement(&mut self, dir: &Path) -> String {
+        self.printed_until(dir, "palisadectl   ")
+    }
+
+    /// Waits until a printed line contains `needle`, and returns everything
+    /// printed until then.
+    fn printed_until(&mut self, dir: &Path, needle: &str) -> String {
         let deadline = Instant::now() + READY_TIMEOUT;
-        while !self.printed.iter().any(|l| l.contains("palisadectl   ")) {
+        while !self.printed.iter().any(|l| l.contains(needle)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.printed.push(line),
@@ -71,10 +87,9 @@ impl Dev {
         self.printed.join("\n")
     }
 
-    /// Waits until the server logs that it serves, then sends SIGTERM and
-    /// waits for the exit. (The announcement comes before the server is
-    /// serving; a signal before then meets the default disposition.)
-    fn terminate(mut self, dir: &Path) -> ExitStatus {
+    /// Waits until the server logs that it serves. (The announcement comes
+    /// before the server is serving.)
+    fn wait_serving(&self, dir: &Path) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while !log(dir).contains("admin API serving") {
             assert!(
@@ -84,6 +99,12 @@ impl Dev {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until the server serves, then sends SIGTERM and waits for the
+    /// exit. (A signal before then meets the default disposition.)
+    fn terminate(mut self, dir: &Path) -> ExitStatus {
+        self.wait_serving(dir);
 
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -115,8 +136,13 @@ fn log(dir: &Path) -> String {
 /// `palisadectl whoami` run from `dir`, with nothing but the files there to
 /// tell it where the server is.
 fn whoami(dir: &Path) -> Output {
+    ctl(dir, &["whoami"])
+}
+
+/// `palisadectl` with `args` run from `dir` as [`whoami`] is.
+fn ctl(dir: &Path, args: &[&str]) -> Output {
     Command::new(binary("palisadectl"))
-        .arg("whoami")
+        .args(args)
         .current_dir(dir)
         .env("HOME", dir)
         .env_remove("PALISADECTL_SERVER")
@@ -169,7 +195,7 @@ fn dev_mode_initializes_serves_and_lets_palisadectl_in_from_the_same_directory()
         who.starts_with("identity: spiffe://palisade.local/admin/admin\n"),
         "{who}"
     );
-    assert!(who.contains("admin"), "{who}");
+    assert!(who.lines().any(|l| l == "roles:    admin"), "{who}");
     assert!(
         status.success(),
         "dev exited with {status}:\n{}",
@@ -204,5 +230,101 @@ fn dev_mode_run_again_serves_the_data_directory_it_made() {
         "{}",
         String::from_utf8_lossy(&who.stderr)
     );
+    assert!(status.success(), "{}", log(dir.path()));
+}
+
+/// The rest of the first announced line that starts with `label`.
+fn announced<'a>(announcement: &'a str, label: &str) -> &'a str {
+    announcement
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("nothing announced as {label:?}:\n{announcement}"))
+}
+
+/// The arguments of the announced `palisadectl bootstrap grpc` command,
+/// without its redirection.
+fn bootstrap_command(announcement: &str) -> Vec<&str> {
+    let command = announced(announcement, &format!("{CARGO_RUN}bootstrap grpc"));
+    let (args, _redirection) = command.split_once(" > ").expect("a redirection to a file");
+    ["bootstrap", "grpc"]
+        .into_iter()
+        .chain(args.split_whitespace())
+        .collect()
+}
+
+/// The names of the Listeners the plaintext xDS server named by
+/// `bootstrap` sends for `target` to a client that names itself as the
+/// bootstrap's node, once the server knows the example's workloads.
+async fn listeners_for(bootstrap: &Value, target: &str) -> Vec<String> {
+    let uri = bootstrap["xds_servers"][0]["server_uri"].as_str().unwrap();
+    let node = bootstrap["node"]["id"].as_str().unwrap();
+    let channel = Channel::from_shared(format!("http://{uri}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let first = sotw_request(Some(node), types::LISTENER, &[target]);
+    let mut stream = Sotw::open(channel, first).await.unwrap();
+    loop {
+        let response = stream.recv().await.unwrap();
+        let names = envoy_names(&response);
+        if !names.is_empty() {
+            return names;
+        }
+        stream.send(sotw_ack(&response, &[target])).await;
+    }
+}
+
+#[test]
+fn dev_mode_prints_a_grpc_bootstrap_command_whose_bootstrap_reaches_its_xds() {
+    let _turn = FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    assert_ports_free();
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path());
+
+    let announcement = dev.printed_until(dir.path(), "GRPC_XDS_BOOTSTRAP=");
+    let xds = announced(&announcement, "xDS")
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let command = bootstrap_command(&announcement);
+    let target = announced(&announcement, "GRPC_XDS_BOOTSTRAP=bootstrap.json ");
+    let target = target
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .strip_prefix("xds:///")
+        .unwrap();
+    dev.wait_serving(dir.path());
+    let applied = ctl(dir.path(), &["apply", "-f", EXAMPLE]);
+    let printed = ctl(dir.path(), &command);
+    let bootstrap: Value = serde_json::from_slice(&printed.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&printed.stderr));
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listeners = runtime.block_on(listeners_for(&bootstrap, target));
+    let status = dev.terminate(dir.path());
+
+    assert_eq!(xds, "127.0.0.1:7445", "{announcement}");
+    assert!(
+        command.windows(2).any(|pair| pair == ["--xds-server", xds]),
+        "{command:?}"
+    );
+    assert!(applied.status.success(), "{applied:?}");
+    let server = &bootstrap["xds_servers"][0];
+    assert_eq!(server["server_uri"], xds, "{bootstrap:#}");
+    assert_eq!(
+        server["channel_creds"][0]["type"], "insecure",
+        "{bootstrap:#}"
+    );
+    assert_eq!(
+        bootstrap["node"]["id"], "shop/storefront-1",
+        "{bootstrap:#}"
+    );
+    assert_eq!(listeners, [target]);
     assert!(status.success(), "{}", log(dir.path()));
 }
