@@ -1,14 +1,23 @@
-//! Fan-out: clients that stop reading do not hold up anyone else, and what
-//! the control plane keeps for them stays bounded however many updates they
-//! miss.
+//! Fan-out: clients that stop reading do not hold up anyone else, what the
+//! control plane keeps for them stays bounded however many updates they
+//! miss, and when they read again they get the latest view, not every
+//! update they missed.
+//!
+//! The tests measure time and memory, so they take turns.
 
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use palisade_tests::xds::{Delta, delta_ack, delta_request, types};
 use palisade_tests::{Admin, ControlPlane, apply, pb};
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
+
+/// Held by each test while it runs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const HEALTHY: usize = 100;
 const STALLED: usize = 8;
@@ -35,6 +44,15 @@ fn fleet_yaml() -> String {
     }
     yaml
 }
+
+/// Updates made while a stalled client does not read, in the coalescing
+/// test.
+const MISSED: usize = 16;
+/// The most responses a client that reads again may get: its first answer
+/// and the few updates already on their way when it stopped reading (in
+/// the connection's flow-control window, the server's write buffer and the
+/// stream's small outgoing queue), then one with the latest view.
+const AFTER_STALL: usize = 6;
 
 /// A policy naming many callers, a thousand to a source; `round` changes
 /// its content.
@@ -73,20 +91,40 @@ async fn plaintext(cp: &ControlPlane, window: Option<u32>) -> Channel {
 /// Reads and ACKs until the stream holds the policy of `round`; returns
 /// the size of the Authorization resource that carried it.
 async fn converge(stream: &mut Delta, round: usize) -> usize {
-    let needle = format!("callers-{round}/");
     loop {
         let response = stream.recv().await.unwrap();
         stream.send(delta_ack(&response)).await;
-        let carried = response.resources.iter().find_map(|r| {
-            let value = &r.resource.as_ref().unwrap().value;
-            String::from_utf8_lossy(value)
-                .contains(&needle)
-                .then_some(value.len())
-        });
-        if let Some(size) = carried {
+        if let Some((carried, size)) = policy_round(&response)
+            && carried == round
+        {
             return size;
         }
     }
+}
+
+/// The round of the policy an Authorization response carries, and the
+/// resource's size.
+fn policy_round(response: &DeltaDiscoveryResponse) -> Option<(usize, usize)> {
+    response.resources.iter().find_map(|r| {
+        let value = &r.resource.as_ref().unwrap().value;
+        let text = String::from_utf8_lossy(value);
+        let (_, rest) = text.split_once("/ns/callers-")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((digits.parse().ok()?, value.len()))
+    })
+}
+
+/// Starts a control plane with plaintext xDS holding the fleet and the
+/// policy of round 0.
+async fn fleet() -> (ControlPlane, Admin) {
+    let mut cp = ControlPlane::init("fan.test").unwrap();
+    cp.start_with(&["--xds-plaintext-listen", "127.0.0.1:0"])
+        .await
+        .unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, &fleet_yaml()).await.unwrap();
+    apply(&mut admin, &policy(0)).await.unwrap();
+    (cp, admin)
 }
 
 /// Applies the policy of `round` and waits until every healthy client,
@@ -151,13 +189,18 @@ fn authorization_request(node: usize) -> DeltaDiscoveryRequest {
 async fn stall(cp: &ControlPlane) -> Vec<Delta> {
     let mut stalled = Vec::new();
     for index in HEALTHY..HEALTHY + STALLED {
-        let channel = plaintext(cp, Some(65_535)).await;
-        let stream = Delta::open(channel, authorization_request(index))
-            .await
-            .unwrap();
-        stalled.push(stream);
+        stalled.push(stalled_client(cp, index).await);
     }
     stalled
+}
+
+/// Opens the stream of node `index` on a connection with room for less
+/// than one update, and reads nothing.
+async fn stalled_client(cp: &ControlPlane, index: usize) -> Delta {
+    let channel = plaintext(cp, Some(65_535)).await;
+    Delta::open(channel, authorization_request(index))
+        .await
+        .unwrap()
 }
 
 /// The revision last sent to each stalled client.
@@ -176,13 +219,8 @@ async fn sent_to_stalled(admin: &mut Admin) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_delay_no_one_and_their_backlog_does_not_grow() {
-    let mut cp = ControlPlane::init("fan.test").unwrap();
-    cp.start_with(&["--xds-plaintext-listen", "127.0.0.1:0"])
-        .await
-        .unwrap();
-    let mut admin = cp.admin().await.unwrap();
-    apply(&mut admin, &fleet_yaml()).await.unwrap();
-    apply(&mut admin, &policy(0)).await.unwrap();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (cp, mut admin) = fleet().await;
     let pid = cp.pid().unwrap();
     let mut round = 0;
 
@@ -230,5 +268,46 @@ async fn stalled_clients_delay_no_one_and_their_backlog_does_not_grow() {
     assert!(
         grown_beside <= grown_alone + queued_kib / 4,
         "RSS grew by {grown_beside} KiB beside the stalled clients, {grown_alone} KiB without"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_client_that_reads_again_gets_the_latest_view_not_every_update() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (cp, mut admin) = fleet().await;
+    let channel = plaintext(&cp, None).await;
+    let mut healthy = Delta::open(channel, authorization_request(0))
+        .await
+        .unwrap();
+    converge(&mut healthy, 0).await;
+    let mut stalled = stalled_client(&cp, HEALTHY).await;
+
+    // Updates the stalled client misses, each one published: the healthy
+    // client, whose view changes in the same compilation, has it.
+    for round in 1..=MISSED {
+        apply(&mut admin, &policy(round)).await.unwrap();
+        converge(&mut healthy, round).await;
+    }
+    let mut rounds = Vec::new();
+    while rounds.last() != Some(&MISSED) {
+        let response = stalled.recv().await.unwrap();
+        stalled.send(delta_ack(&response)).await;
+        rounds.extend(policy_round(&response).map(|(round, _)| round));
+        assert!(rounds.len() <= MISSED + 1, "every update came: {rounds:?}");
+    }
+
+    println!("coalescing: after missing {MISSED} updates, a stalled client read rounds {rounds:?}");
+    assert!(
+        rounds.len() <= AFTER_STALL,
+        "the client read {} responses after missing {MISSED} updates: rounds {rounds:?}",
+        rounds.len()
+    );
+    assert!(
+        rounds.windows(2).all(|pair| pair[0] < pair[1]),
+        "rounds came out of order: {rounds:?}"
+    );
+    assert!(
+        stalled.quiet().await,
+        "nothing stale follows the latest view"
     );
 }
