@@ -56,7 +56,38 @@ pub struct StreamStatus {
 #[derive(Debug, Default)]
 pub struct Fleet {
     next_id: AtomicU64,
-    streams: Mutex<HashMap<u64, StreamStatus>>,
+    streams: Mutex<Streams>,
+}
+
+/// The streams by id, and how many each client has open, so that checking
+/// a client's limit costs the same in a fleet of ten or of ten thousand.
+#[derive(Debug, Default)]
+struct Streams {
+    by_id: HashMap<u64, StreamStatus>,
+    per_client: HashMap<ClientKey, usize>,
+}
+
+impl Streams {
+    fn insert(&mut self, status: StreamStatus) {
+        *self.per_client.entry(status.client.clone()).or_default() += 1;
+        self.by_id.insert(status.id, status);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(status) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(open) = self.per_client.get_mut(&status.client) {
+            *open -= 1;
+            if *open == 0 {
+                self.per_client.remove(&status.client);
+            }
+        }
+    }
+
+    fn open(&self, client: &ClientKey) -> usize {
+        self.per_client.get(client).copied().unwrap_or(0)
+    }
 }
 
 /// A stream's registration; dropping it removes the stream.
@@ -72,7 +103,7 @@ impl Drop for Registration {
             .streams
             .lock()
             .expect("fleet lock")
-            .remove(&self.id);
+            .remove(self.id);
     }
 }
 
@@ -86,23 +117,19 @@ impl Fleet {
         limit: usize,
     ) -> Option<Registration> {
         let mut streams = self.streams.lock().expect("fleet lock");
-        let open = streams.values().filter(|s| s.client == client).count();
-        if open >= limit {
+        if streams.open(&client) >= limit {
             return None;
         }
 
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        streams.insert(
+        streams.insert(StreamStatus {
             id,
-            StreamStatus {
-                id,
-                client,
-                protocol,
-                peer,
-                connected_since: SystemTime::now(),
-                types: BTreeMap::new(),
-            },
-        );
+            client,
+            protocol,
+            peer,
+            connected_since: SystemTime::now(),
+            types: BTreeMap::new(),
+        });
         Some(Registration {
             fleet: self.clone(),
             id,
@@ -112,7 +139,7 @@ impl Fleet {
     /// Changes one type's status on stream `id`.
     pub fn update(&self, id: u64, type_url: &str, change: impl FnOnce(&mut TypeStatus)) {
         let mut streams = self.streams.lock().expect("fleet lock");
-        if let Some(stream) = streams.get_mut(&id) {
+        if let Some(stream) = streams.by_id.get_mut(&id) {
             change(stream.types.entry(type_url.to_owned()).or_default());
         }
     }
@@ -120,14 +147,14 @@ impl Fleet {
     /// Every stream, ordered by client then id.
     pub fn snapshot(&self) -> Vec<StreamStatus> {
         let streams = self.streams.lock().expect("fleet lock");
-        let mut all: Vec<StreamStatus> = streams.values().cloned().collect();
+        let mut all: Vec<StreamStatus> = streams.by_id.values().cloned().collect();
         all.sort_by(|a, b| (&a.client, a.id).cmp(&(&b.client, b.id)));
         all
     }
 
     /// How many streams are connected.
     pub fn len(&self) -> usize {
-        self.streams.lock().expect("fleet lock").len()
+        self.streams.lock().expect("fleet lock").by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,6 +182,23 @@ mod tests {
         assert!(first.is_some() && second.is_some() && other.is_some());
         assert!(third.is_none());
         assert_eq!(fleet.len(), 3);
+    }
+
+    #[test]
+    fn a_closed_stream_frees_its_place_under_the_limit() {
+        let fleet = Arc::new(Fleet::default());
+        let first = fleet.register(agent("a"), Protocol::Delta, "p".into(), 1);
+        assert!(
+            fleet
+                .register(agent("a"), Protocol::Delta, "p".into(), 1)
+                .is_none()
+        );
+
+        drop(first);
+        let again = fleet.register(agent("a"), Protocol::Delta, "p".into(), 1);
+
+        assert!(again.is_some());
+        assert_eq!(fleet.len(), 1);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::fleet::{Fleet, Protocol};
 use super::stream::{self, Context, Limits};
 use super::view::{ClientKey, Flavor};
 use super::world::World;
-use crate::tls::PeerVerifier;
+use crate::tls::{Peer, PeerVerifier};
 
 /// Responses queued per stream before the stream waits for its client.
 const RESPONSE_BUFFER: usize = 2;
@@ -82,10 +82,18 @@ impl AdsService {
             Status::invalid_argument("node: the first request must carry the node")
         })?;
 
+        let claimed = claimed_client(node)?;
+        let peer_identity = match &self.peers {
+            Some(peers) => Some(
+                peers
+                    .identify_peer(chain.as_deref().map(Vec::as_slice))
+                    .map_err(|e| Status::unauthenticated(e.to_string()))?,
+            ),
+            None => None,
+        };
         let client = {
             let compiler = self.compiler.lock().expect("compiler lock");
-            let chain = chain.as_deref().map(Vec::as_slice);
-            identify(compiler.world(), self.peers.as_ref(), chain, node)?
+            authorize(compiler.world(), claimed, peer_identity.as_ref())?
         };
         let registration = self
             .fleet
@@ -163,22 +171,14 @@ fn unreadable_first(peer: &str, status: Status) -> Status {
     ))
 }
 
-/// Names the client a stream speaks for, from its certificate and the node
-/// it claims.
-fn identify(
-    world: &World,
-    peers: Option<&PeerVerifier>,
-    chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
-    node: &Node,
-) -> Result<ClientKey, Status> {
-    let claimed = claimed_client(node)?;
-    let Some(peers) = peers else {
+/// Checks that the verified peer (`None` on the plaintext development
+/// listener, where the claim is believed) may speak for the `claimed`
+/// client, which it then is.
+fn authorize(world: &World, claimed: ClientKey, peer: Option<&Peer>) -> Result<ClientKey, Status> {
+    let Some(peer) = peer else {
         return Ok(claimed);
     };
 
-    let peer = peers
-        .identify_peer(chain)
-        .map_err(|e| Status::unauthenticated(e.to_string()))?;
     if world
         .revocations
         .values()
