@@ -64,6 +64,8 @@ pub enum IdentityError {
     JoinToken { path: PathBuf, detail: String },
     #[error("the trust bundle {path}: {detail}")]
     Bundle { path: PathBuf, detail: String },
+    #[error("{path}: the writer stopped: {detail}")]
+    Writer { path: PathBuf, detail: String },
 }
 
 /// The time now, in Unix seconds.

@@ -108,6 +108,17 @@ pub fn write(dir: &Path, svid: &Svid) -> Result<(), IdentityError> {
     make_current(dir, next)
 }
 
+/// [`write`]s on the blocking pool, so that the tasks sharing the agent's
+/// thread go on while the files are synced; gives `svid` back.
+pub async fn write_off_thread(dir: PathBuf, svid: Svid) -> Result<Svid, IdentityError> {
+    let path = dir.clone();
+    let written = tokio::task::spawn_blocking(move || write(&dir, &svid).map(|()| svid)).await;
+    written.map_err(|error| IdentityError::Writer {
+        path,
+        detail: error.to_string(),
+    })?
+}
+
 /// Writes the pair into a version directory of its own, newer than every
 /// other, and syncs it; returns its number. Nothing reads it until it is
 /// made current.

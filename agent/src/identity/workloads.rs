@@ -169,15 +169,15 @@ impl Workloads {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
         let issued = client.sign_workload(namespace, name, spiffe_id).await?;
 
-        stored::write(&self.dir.workload(key), &issued.svid)?;
+        let svid = stored::write_off_thread(self.dir.workload(key), issued.svid).await?;
         tracing::info!(
             workload = %key,
             spiffe_id,
-            serial = %issued.svid.serial,
-            not_after = issued.svid.not_after,
+            serial = %svid.serial,
+            not_after = svid.not_after,
             "workload certificate issued"
         );
-        Ok(issued.svid)
+        Ok(svid)
     }
 
     /// Stops presenting `key`'s certificate; removes its files when the

@@ -4,6 +4,9 @@
 //! last known good, the trust bundle handed to the control-plane channel,
 //! and the status file rewritten. The caller acknowledges or rejects each
 //! response as the [`Answer`]s say.
+//!
+//! Files are written and synced on the blocking pool, so that the data
+//! path, which may share the agent's one thread, goes on meanwhile.
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 
@@ -68,7 +71,7 @@ impl Applier {
     /// Applies `responses` as one change, each on top of those before it,
     /// leaving out those that fail; `address` is where they came from and
     /// `now` the time in Unix seconds.
-    pub fn apply(
+    pub async fn apply(
         &mut self,
         responses: &[DeltaDiscoveryResponse],
         address: &str,
@@ -95,12 +98,13 @@ impl Applier {
 
         if let Some(snapshot) = accepted {
             if pending != self.held || self.state.current().is_none() {
-                self.enforce(pending, snapshot, now);
+                let saved = self.enforce(pending, snapshot, now);
+                persist(&self.dir, saved).await;
             }
             self.status.source = Source::ControlPlane;
             self.status.connected_to = Some(address.to_owned());
         }
-        self.save_status();
+        self.write_status().await;
         answers
     }
 
@@ -123,18 +127,15 @@ impl Applier {
         reason
     }
 
-    /// Applies `snapshot` of `resources`, then persists them.
-    fn enforce(&mut self, resources: Resources, snapshot: Snapshot, now: i64) {
+    /// Applies `snapshot` of `resources`; returns what is to be persisted.
+    fn enforce(&mut self, resources: Resources, snapshot: Snapshot, now: i64) -> LastKnownGood {
         let revision = snapshot.revision;
         let bundle = snapshot.bundle.as_ref().map(|b| b.x509_pem.clone());
         let counts = resources.counts();
         self.state.apply(snapshot);
         tracing::info!(revision, resources = ?counts, "configuration applied");
 
-        let saved = LastKnownGood::new(resources.clone(), revision, now).save(&self.dir);
-        if let Err(error) = saved {
-            tracing::error!(%error, "last known good not saved; a restart would lose this configuration");
-        }
+        let saved = LastKnownGood::new(resources.clone(), revision, now);
         if let Some(pem) = bundle
             && let Err(error) = self.node.set_bundle(&pem)
         {
@@ -145,6 +146,19 @@ impl Applier {
         self.status.revision = revision;
         self.status.applied_at_unix = now;
         self.status.resources = counts;
+        saved
+    }
+
+    /// Writes the status file on the blocking pool.
+    async fn write_status(&self) {
+        let file = self.status_file.clone();
+        let status = self.status.clone();
+        let written = tokio::task::spawn_blocking(move || file.save(&status)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "status file not written"),
+            Err(error) => tracing::warn!(%error, "status file writer failed"),
+        }
     }
 
     fn save_status(&self) {
@@ -152,6 +166,18 @@ impl Applier {
             tracing::warn!(%error, "status file not written");
         }
     }
+}
+
+/// Saves `saved` as the last known good in `dir`, on the blocking pool.
+async fn persist(dir: &DataDir, saved: LastKnownGood) {
+    let dir = dir.clone();
+    let written = tokio::task::spawn_blocking(move || saved.save(&dir)).await;
+    let error = match written {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(error) => error.to_string(),
+    };
+    tracing::error!(%error, "last known good not saved; a restart would lose this configuration");
 }
 
 /// `held` with `response` applied, and its snapshot, or why not.

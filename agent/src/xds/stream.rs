@@ -118,7 +118,7 @@ async fn serve(
             false => initial.add(arrived),
         };
         if let Some(batch) = batch {
-            let answers = client.applier.apply(&batch, &address, unix_now());
+            let answers = client.applier.apply(&batch, &address, unix_now()).await;
             for answer in answers {
                 let sent = tx.send(request_for(answer)).await;
                 sent.map_err(|_| XdsError::Closed)?;

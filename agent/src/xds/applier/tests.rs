@@ -45,12 +45,12 @@ fn saved_status(dir: &DataDir) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.status()).unwrap()).unwrap()
 }
 
-#[test]
-fn an_accepted_response_is_applied_persisted_then_acknowledged() {
+#[tokio::test]
+async fn an_accepted_response_is_applied_persisted_then_acknowledged() {
     let mut bed = bed();
     let response = workloads("1", &[&workload("orders-1")]);
 
-    let answers = bed.applier.apply(&[response], "https://cp:7443", 100);
+    let answers = bed.applier.apply(&[response], "https://cp:7443", 100).await;
 
     assert_eq!(answers[0].rejection, None);
     assert_eq!(answers[0].nonce, "1");
@@ -65,16 +65,20 @@ fn an_accepted_response_is_applied_persisted_then_acknowledged() {
     assert_eq!(status["connected_to"], "https://cp:7443");
 }
 
-#[test]
-fn a_rejected_response_keeps_the_previous_configuration() {
+#[tokio::test]
+async fn a_rejected_response_keeps_the_previous_configuration() {
     let mut bed = bed();
     bed.applier
-        .apply(&[workloads("1", &[&workload("orders-1")])], "cp", 100);
+        .apply(&[workloads("1", &[&workload("orders-1")])], "cp", 100)
+        .await;
     let before = bed.state.current().unwrap();
     let mut broken = workload("orders-2");
     broken.app_port = 0;
 
-    let answers = bed.applier.apply(&[workloads("2", &[&broken])], "cp", 200);
+    let answers = bed
+        .applier
+        .apply(&[workloads("2", &[&broken])], "cp", 200)
+        .await;
 
     let reason = "Workload shop/orders-2: app_port: must be 1 to 65535, not 0";
     assert_eq!(answers[0].rejection.as_deref(), Some(reason));
@@ -84,8 +88,8 @@ fn a_rejected_response_keeps_the_previous_configuration() {
     assert_eq!(saved_status(&bed.dir)["last_rejection"], reason);
 }
 
-#[test]
-fn one_rejected_response_of_a_batch_leaves_the_others_applied() {
+#[tokio::test]
+async fn one_rejected_response_of_a_batch_leaves_the_others_applied() {
     let mut bed = bed();
     let mut broken = bundle();
     broken.trust_domain.clear();
@@ -94,7 +98,7 @@ fn one_rejected_response_of_a_batch_leaves_the_others_applied() {
         workloads("2", &[&workload("orders-1")]),
     ];
 
-    let answers = bed.applier.apply(&batch, "cp", 100);
+    let answers = bed.applier.apply(&batch, "cp", 100).await;
 
     assert_eq!(
         answers[0].rejection.as_deref(),
@@ -106,32 +110,34 @@ fn one_rejected_response_of_a_batch_leaves_the_others_applied() {
     assert_eq!(applied.workloads.len(), 1);
 }
 
-#[test]
-fn a_first_sync_with_nothing_in_it_still_ends_the_refuse_everything_state() {
+#[tokio::test]
+async fn a_first_sync_with_nothing_in_it_still_ends_the_refuse_everything_state() {
     let mut bed = bed();
     let empty = response::<pb::Workload>(types::WORKLOAD, "1", &[], &[]);
 
-    bed.applier.apply(&[empty], "cp", 100);
+    bed.applier.apply(&[empty], "cp", 100).await;
 
     assert_eq!(bed.state.current().unwrap().workloads.len(), 0);
 }
 
-#[test]
-fn a_new_trust_bundle_is_handed_to_the_control_plane_channel() {
+#[tokio::test]
+async fn a_new_trust_bundle_is_handed_to_the_control_plane_channel() {
     let mut bed = bed();
     let mut material = bed.node.watch();
     let rotated = bundle();
 
-    bed.applier.apply(
-        &[response(
-            types::TRUST_BUNDLE,
-            "1",
-            &[("bundle", &rotated)],
-            &[],
-        )],
-        "cp",
-        100,
-    );
+    bed.applier
+        .apply(
+            &[response(
+                types::TRUST_BUNDLE,
+                "1",
+                &[("bundle", &rotated)],
+                &[],
+            )],
+            "cp",
+            100,
+        )
+        .await;
 
     assert!(material.has_changed().unwrap());
     assert_eq!(material.borrow_and_update().bundle_pem, rotated.x509_pem);
@@ -141,16 +147,17 @@ fn a_new_trust_bundle_is_handed_to_the_control_plane_channel() {
     );
 }
 
-#[test]
-fn an_unchanged_resume_is_not_applied_again() {
+#[tokio::test]
+async fn an_unchanged_resume_is_not_applied_again() {
     let mut bed = bed();
     bed.applier
-        .apply(&[workloads("1", &[&workload("orders-1")])], "cp", 100);
+        .apply(&[workloads("1", &[&workload("orders-1")])], "cp", 100)
+        .await;
     let before = bed.state.current().unwrap();
 
     let nothing = response::<pb::Workload>(types::WORKLOAD, "2", &[], &[]);
     bed.applier.disconnected();
-    bed.applier.apply(&[nothing], "cp-2", 200);
+    bed.applier.apply(&[nothing], "cp-2", 200).await;
 
     assert!(Arc::ptr_eq(&before, &bed.state.current().unwrap()));
     assert_eq!(saved_status(&bed.dir)["connected_to"], "cp-2");
