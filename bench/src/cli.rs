@@ -29,6 +29,13 @@ enum Command {
     /// connections through an outbound and inbound agent pair, beside
     /// direct TCP and an HAProxy mTLS pair, and the agents' memory.
     Agent(AgentArgs),
+    /// The bare TLS server the xDS benchmarks' storm floor runs against.
+    #[command(hide = true)]
+    TlsFloorServer {
+        /// Where its certificates are.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// Settings of the store benchmarks. Every load stops at its count or its
@@ -154,7 +161,7 @@ pub struct XdsArgs {
     /// Longest wait for any one step to complete, in seconds.
     #[arg(long, default_value_t = 120)]
     pub step_timeout_secs: u64,
-    /// Leave out the reconnect storm.
+    /// Leave out the reconnect storm (and its floor).
     #[arg(long)]
     pub skip_storm: bool,
     /// The control plane's `--log-level`, e.g.
@@ -187,6 +194,7 @@ impl Cli {
             Command::Identity(args) => crate::identity_bench::run(&args).await,
             Command::Xds(args) => crate::xds_bench::run(&args).await,
             Command::Agent(args) => crate::agent_bench::run(&args).await,
+            Command::TlsFloorServer { dir } => crate::xds_bench::floor::serve(&dir).await,
         }
     }
 }

@@ -15,6 +15,7 @@ mod agent;
 mod connect;
 mod events;
 mod fleet;
+pub mod floor;
 mod push;
 mod report;
 mod storm;
@@ -94,6 +95,16 @@ async fn run_fleet(
 
     drop(swarm);
     cp.stop().await.context("stopping palisade-cp")?;
+
+    // The same reconnections, bare: TLS resumptions and nothing above.
+    let floor = match args.skip_storm {
+        true => None,
+        false => {
+            let dir = root.path().join("floor");
+            std::fs::create_dir_all(&dir)?;
+            Some(floor::run(agents, &dir, timeout).await?)
+        }
+    };
     if args.keep_temp {
         println!("kept {}", root.keep().display());
     }
@@ -104,6 +115,7 @@ async fn run_fleet(
         fleet_push,
         targeted,
         storm,
+        floor,
         others: CpuSample::now().others_since(&began),
     })
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::connect::{Connected, Reading};
+use super::floor::Floor;
 use super::push::{Arrivals, FleetPush, TargetedPush};
 use super::storm::Storm;
 use crate::load::Latencies;
@@ -26,6 +27,8 @@ pub struct XdsReport {
     pub fleet_push: FleetPush,
     pub targeted: TargetedPush,
     pub storm: Option<Storm>,
+    /// The storm's reconnections as bare TLS resumptions.
+    pub floor: Option<Floor>,
     /// What other processes took meanwhile.
     pub others: Others,
 }
@@ -47,6 +50,9 @@ impl XdsReport {
         memory_rows(&mut table, &self.connected.readings);
         if let Some(storm) = &mut self.storm {
             storm_rows(&mut table, storm);
+            if let Some(floor) = &mut self.floor {
+                floor_rows(&mut table, floor, storm);
+            }
         }
         table.print();
     }
@@ -157,6 +163,30 @@ fn memory_rows(table: &mut Table<4>, readings: &[Reading]) {
         };
         table.row([&label, &format!("{slope:.1}"), goal, ok]);
     }
+}
+
+fn floor_rows(table: &mut Table<4>, floor: &mut Floor, storm: &Storm) {
+    let label = format!(
+        "storm floor: {} bare TLS 1.3 resumptions at once, 1 B each way",
+        floor.clients
+    );
+    table.row([&label, "", "", ""]);
+    let ratio = storm.all_acked.as_secs_f64() / floor.all_done.as_secs_f64().max(1e-9);
+    table.row([
+        "  release -> byte back, p50 / p99 / max",
+        &format!("{} ms", percentiles(&mut floor.done)),
+        "",
+        "",
+    ]);
+    let ratio = format!("{ratio:.1}x the floor's time");
+    table.row(["  the storm's release -> every agent ACKed", &ratio, "", ""]);
+    let cpu = format!(
+        "{} / {} ({} resumed)",
+        seconds(floor.server_cpu),
+        seconds(floor.client_cpu),
+        floor.resumed
+    );
+    table.row(["  CPU: server / clients", &cpu, "", ""]);
 }
 
 fn storm_rows(table: &mut Table<4>, storm: &mut Storm) {
