@@ -1,13 +1,19 @@
 //! Outbound connections from a local client: carried over mTLS, with the
 //! local workload's SVID, to one of the service's endpoints, while the
 //! registry finds the server allowed.
+//!
+//! A connection to an endpoint leaves from the inbound bind address when
+//! that is a specific address of the endpoint's family, so that the
+//! callee's agent, and its IP-block rules, see this host's address rather
+//! than whichever one the kernel would choose. With the wildcard, or an
+//! address of the other family, the kernel chooses.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rustls::pki_types::{ServerName, UnixTime};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
@@ -24,6 +30,11 @@ use super::{Context, listeners};
 /// Why a connection to one endpoint failed.
 #[derive(Debug, thiserror::Error)]
 enum EndpointError {
+    #[error("binding the source address {address} failed: {error}")]
+    Bind {
+        address: SocketAddr,
+        error: io::Error,
+    },
     #[error("connect or handshake failed: {0}")]
     Io(#[from] io::Error),
     #[error("connect and handshake did not finish in time")]
@@ -194,7 +205,8 @@ async fn attempt(
 ) -> Result<(TlsStream<TcpStream>, PeerCertificate), EndpointError> {
     let anchors = context.trust.get().anchors.clone();
     let verified_at = UnixTime::now();
-    let stream = TcpStream::connect(endpoint).await?;
+    let source = source_for(context.settings.bind_address, endpoint);
+    let stream = open(endpoint, source).await?;
     let _ = stream.set_nodelay(true);
 
     let name = ServerName::IpAddress(endpoint.ip().into());
@@ -204,4 +216,65 @@ async fn attempt(
     let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
     let server = PeerCertificate::read(Role::Server, chain.to_vec(), verified_at, anchors)?;
     Ok((stream, server))
+}
+
+/// Where a connection to `endpoint` leaves from: `bind` (the inbound bind
+/// address), any port, when it is a specific address of the endpoint's
+/// family; else nowhere in particular.
+fn source_for(bind: IpAddr, endpoint: SocketAddr) -> Option<SocketAddr> {
+    let same_family = bind.is_ipv4() == endpoint.is_ipv4();
+    (same_family && !bind.is_unspecified()).then_some(SocketAddr::new(bind, 0))
+}
+
+/// Opens a TCP connection to `endpoint`, from `source` when given.
+async fn open(
+    endpoint: SocketAddr,
+    source: Option<SocketAddr>,
+) -> Result<TcpStream, EndpointError> {
+    let Some(source) = source else {
+        return Ok(TcpStream::connect(endpoint).await?);
+    };
+    let socket = match source {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // With SO_REUSEADDR, the port taken here (while the connection and its
+    // TIME_WAIT last) does not keep a listener from binding the same
+    // address and port, such as this agent's own for an inbound port in
+    // the ephemeral range.
+    socket.set_reuseaddr(true)?;
+    let bound = socket.bind(source);
+    bound.map_err(|error| EndpointError::Bind {
+        address: source,
+        error,
+    })?;
+    Ok(socket.connect(endpoint).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(address: &str) -> SocketAddr {
+        address.parse().unwrap()
+    }
+
+    #[test]
+    fn connections_leave_from_a_specific_bind_address_of_the_endpoints_family() {
+        let v4 = IpAddr::from([10, 0, 0, 1]);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+
+        assert_eq!(source_for(v4, at("10.0.0.2:80")), Some(at("10.0.0.1:0")));
+        assert_eq!(
+            source_for(v6, at("[2001:db8::2]:80")),
+            Some(at("[2001:db8::1]:0"))
+        );
+        assert_eq!(source_for(v4, at("[2001:db8::2]:80")), None);
+        assert_eq!(source_for(v6, at("10.0.0.2:80")), None);
+        assert_eq!(source_for([0, 0, 0, 0].into(), at("10.0.0.2:80")), None);
+        assert_eq!(
+            source_for("::".parse().unwrap(), at("[2001:db8::2]:80")),
+            None
+        );
+    }
 }

@@ -1,10 +1,10 @@
 //! Outbound listeners: balancing over endpoints, and checking who they are.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use palisade_proto::xds as pb;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::support::*;
 use crate::proxy::Settings;
@@ -224,15 +224,21 @@ struct Calling {
     ca: TestCa,
     /// shop/api-1's certificate.
     server: Leaf,
+    /// shop/api-1's application.
+    app: App,
     service: u16,
     snapshot: Snapshot,
 }
 
 impl Calling {
     async fn start() -> Self {
+        Self::with(settings()).await
+    }
+
+    async fn with(settings: Settings) -> Self {
         let ca = TestCa::new();
-        let harness = Harness::start(settings()).await;
-        let app = App::start("api-1", false).await;
+        let app = App::start("api-1", settings.proxy_protocol).await;
+        let harness = Harness::start(settings).await;
         let [api_inbound, web_inbound, service] =
             [free_port().await, free_port().await, free_port().await];
 
@@ -252,6 +258,7 @@ impl Calling {
             harness,
             ca,
             server,
+            app,
             service,
             snapshot,
         }
@@ -314,4 +321,60 @@ async fn a_ca_joining_the_bundle_leaves_the_established_connection_open() {
 
     assert_eq!(exchange(&mut client, "prepared").await, "api-1:prepared");
     assert_eq!(calling.revoked(), 0);
+}
+
+/// shop/web calling shop/api through a data path whose inbound bind
+/// address is `bind`; shop/api-1 reads the PROXY header.
+async fn calling_with(bind: IpAddr) -> Calling {
+    let settings = Settings {
+        bind_address: bind,
+        proxy_protocol: true,
+        ..settings()
+    };
+    Calling::with(settings).await
+}
+
+/// The source address shop/api-1 sees, in the PROXY header, of a call from
+/// shop/web through a data path whose inbound bind address is `bind`.
+async fn source_seen_with(bind: IpAddr) -> IpAddr {
+    let mut calling = calling_with(bind).await;
+
+    calling.client().await;
+
+    let header = calling.app.next_connection().await.unwrap();
+    assert_eq!(header.spiffe_id, Some(web()));
+    header.source.ip()
+}
+
+#[tokio::test]
+async fn outbound_connections_leave_from_a_specific_inbound_bind_address() {
+    let bind = IpAddr::from([127, 0, 0, 5]);
+
+    assert_eq!(source_seen_with(bind).await, bind);
+}
+
+#[tokio::test]
+async fn with_the_wildcard_bind_address_the_kernel_chooses_the_source() {
+    let source = source_seen_with(IpAddr::from([0, 0, 0, 0])).await;
+
+    assert_eq!(source, IpAddr::from([127, 0, 0, 1]));
+}
+
+#[tokio::test]
+async fn an_ipv6_bind_address_is_not_the_source_of_an_ipv4_connection() {
+    let source = source_seen_with("::1".parse().unwrap()).await;
+
+    assert_eq!(source, IpAddr::from([127, 0, 0, 1]));
+}
+
+#[tokio::test]
+async fn the_source_port_of_an_open_connection_leaves_a_listener_free_to_bind_it() {
+    let mut calling = calling_with(IpAddr::from([127, 0, 0, 5])).await;
+    let mut client = calling.client().await;
+    let source = calling.app.next_connection().await.unwrap().source;
+
+    let listener = TcpListener::bind(source).await;
+
+    assert!(listener.is_ok(), "{source}: {listener:?}");
+    assert_eq!(exchange(&mut client, "still").await, "api-1:still");
 }
