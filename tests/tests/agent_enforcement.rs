@@ -2,12 +2,15 @@
 //! allowed calls go through outbound and inbound with the caller's
 //! verified identity, everything else is refused, and policy changes and
 //! node revocations reach every agent and cut what they no longer allow.
+//! Each agent's calls leave from its host's address, which IP-block rules
+//! judge.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use palisade_tests::bed::{
-    Bed, Limits, Outcome, REFUSED_BY_POLICY, allowed, baseline_calls, client, denied, id, no_route,
-    refused_at_handshake,
+    Bed, HOSTS, Limits, NAMESPACE, Outcome, REFUSED_BY_POLICY, allowed, baseline_calls, client,
+    denied, id, no_route, refused_at_handshake,
 };
 use palisade_tests::identity::{TestNode, join_token};
 use palisade_tests::{ControlPlane, apply};
@@ -318,6 +321,92 @@ async fn callers_agents_close_their_connections_to_a_revoked_nodes_workloads() {
     assert_eq!(node_a.lines_with(&["no longer allowed"]), 0);
     assert_eq!(node_a.lines_with(&[CUT]), 0);
     node_a.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_block_rule_allows_the_workloads_of_one_host_and_no_one_else() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let (node_a, node_b) = (host_address("node-a"), host_address("node-b"));
+
+    // orders takes callers from node-a's address, whoever they are.
+    let block = format!("{node_a}/32");
+    let by_address = by_ip_block("orders-callers", "orders", "ALLOW", &block);
+    let revision = bed.apply(&by_address);
+    bed.wait_for_revision(&["node-b"], revision).await;
+    bed.wait_for_listeners(&[("ledger", "orders"), ("payments", "orders")])
+        .await;
+    let reached_before = bed.app("orders").connections();
+
+    // web and batch run on node-a, batch at an address of its own; ledger
+    // runs on node-b beside orders, payments on node-c. Calls leave from
+    // the caller's host address.
+    let calls = [
+        allowed("web", "orders"),
+        allowed("batch", "orders"),
+        denied("ledger", "orders", "default deny"),
+        denied("payments", "orders", "default deny"),
+    ];
+    bed.check(&calls).await.unwrap();
+
+    let sources = sources_since(&bed, "orders", reached_before);
+    assert_eq!(sources, [Some(node_a), Some(node_a)], "web, then batch");
+    let from_node_b = format!("peer={node_b}:");
+    let ledger = [REFUSED_BY_POLICY, &caller("ledger"), &from_node_b];
+    assert_eq!(bed.agent("node-b").lines_with(&ledger), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_block_deny_rule_refuses_callers_that_an_identity_rule_allows() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let (node_a, node_b) = (host_address("node-a"), host_address("node-b"));
+    let reached_before = bed.app("payments").connections();
+    // payments-callers takes all of shop by identity: orders from node-b,
+    // batch from node-a.
+    let before = [allowed("orders", "payments"), allowed("batch", "payments")];
+    bed.check(&before).await.unwrap();
+    let sources_before = sources_since(&bed, "payments", reached_before);
+
+    // Now node-b's address is refused, whoever calls from it.
+    let block = format!("{node_b}/32");
+    let deny = by_ip_block("payments-not-node-b", "payments", "DENY", &block);
+    let revision = bed.apply(&deny);
+    bed.wait_for_revision(&["node-c"], revision).await;
+    let reached_before = bed.app("payments").connections();
+
+    let after = [
+        denied("orders", "payments", "payments-not-node-b/0"),
+        denied("ledger", "payments", "payments-not-node-b/0"),
+        allowed("batch", "payments"),
+        denied("web", "payments", "payments-not-web/0"),
+    ];
+    bed.check(&after).await.unwrap();
+
+    assert_eq!(sources_before, [Some(node_b), Some(node_a)]);
+    let sources = sources_since(&bed, "payments", reached_before);
+    assert_eq!(sources, [Some(node_a)], "only batch reached payments");
+}
+
+/// An AuthorizationPolicy document for `target` with one rule whose only
+/// source is the address block `block`; `action` is ALLOW or DENY.
+fn by_ip_block(name: &str, target: &str, action: &str, block: &str) -> String {
+    format!(
+        "kind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
+         spec:\n  targetService: {target}\n  action: {action}\n  rules:\n\
+         \x20   - from: [{{ipBlocks: [\"{block}\"]}}]\n---\n"
+    )
+}
+
+/// The address of the host `node`.
+fn host_address(node: &str) -> IpAddr {
+    let host = HOSTS.iter().find(|h| h.node == node).unwrap();
+    host.address.into()
+}
+
+/// The source address of each connection that reached `service`'s
+/// application after its first `from`, as its PROXY header gave it.
+fn sources_since(bed: &Bed, service: &str, from: usize) -> Vec<Option<IpAddr>> {
+    let sources = bed.app(service).sources();
+    sources[from..].iter().map(|s| s.map(|s| s.ip())).collect()
 }
 
 /// How an agent's access log names the caller `service`.

@@ -6,7 +6,8 @@
 //! agent sends, answers with one line naming the caller identity from the
 //! header's TLV `0xE0`, then echoes whatever the caller sends. It records
 //! the identity of every connection it saw, so that a test can tell that a
-//! refused call never reached it.
+//! refused call never reached it, and the source address of the header,
+//! which is where the caller's agent connected from.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,8 +37,16 @@ pub const NO_IDENTITY: &str = "<no identity>";
 pub struct App {
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
+}
+
+/// What the service read of one connection.
+#[derive(Clone, Debug)]
+struct Seen {
+    caller: String,
+    /// The header's source address; `None` without a usable header.
+    source: Option<SocketAddr>,
 }
 
 impl App {
@@ -54,7 +63,15 @@ impl App {
 
     /// The caller of every connection so far, oldest first.
     pub fn callers(&self) -> Vec<String> {
-        self.seen.lock().expect("callers").clone()
+        let seen = self.seen.lock().expect("callers");
+        seen.iter().map(|s| s.caller.clone()).collect()
+    }
+
+    /// The source address in the PROXY header of every connection so far,
+    /// oldest first; `None` for one without a usable header.
+    pub fn sources(&self) -> Vec<Option<SocketAddr>> {
+        let seen = self.seen.lock().expect("callers");
+        seen.iter().map(|s| s.source).collect()
     }
 
     /// How many connections reached it.
@@ -70,7 +87,7 @@ impl Drop for App {
 }
 
 /// Accepts until aborted; the connections' tasks end with it.
-async fn serve(listener: TcpListener, seen: Arc<Mutex<Vec<String>>>) {
+async fn serve(listener: TcpListener, seen: Arc<Mutex<Vec<Seen>>>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -81,13 +98,20 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Vec<String>>>) {
     }
 }
 
-async fn answer(mut stream: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+async fn answer(mut stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
     let header = timeout(HEADER_TIMEOUT, read_header(&mut stream)).await;
-    let caller = match header {
-        Ok(Ok(header)) => header.spiffe_id.unwrap_or_else(|| NO_IDENTITY.to_owned()),
-        _ => NO_HEADER.to_owned(),
+    let (caller, source) = match header {
+        Ok(Ok(header)) => {
+            let caller = header.spiffe_id.unwrap_or_else(|| NO_IDENTITY.to_owned());
+            (caller, Some(header.source))
+        }
+        _ => (NO_HEADER.to_owned(), None),
     };
-    seen.lock().expect("callers").push(caller.clone());
+    let record = Seen {
+        caller: caller.clone(),
+        source,
+    };
+    seen.lock().expect("callers").push(record);
     if caller == NO_HEADER {
         return;
     }
