@@ -23,6 +23,7 @@ pub mod identity;
 pub mod proxy;
 pub mod run;
 pub mod sds;
+pub mod signals;
 pub mod state;
 pub mod status;
 pub mod xds;

@@ -28,6 +28,7 @@ use crate::identity::svid::{Certificates, WorkloadCertificates};
 use crate::identity::workloads::{self, Workloads};
 use crate::identity::{NodeIdentity, node, unix_now};
 use crate::sds::SdsServer;
+use crate::signals::ShutdownSignal;
 use crate::state::State;
 use crate::status::{self, StatusFile};
 use crate::xds::{self, Applier, Resources};
@@ -46,8 +47,10 @@ pub fn configure(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Re
 
 /// Runs the agent with `config` until a signal or a failure.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    // Logs.
+    // Logs, and the signals, caught before anything the agent does can be
+    // seen from outside (a status file, a log line, a listener).
     init_tracing(&config.log);
+    let signal = ShutdownSignal::register();
     log_config(&config);
 
     // What the data directory remembers: configuration, then certificates.
@@ -80,7 +83,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
     // Until a signal, or until the data path fails.
     let outcome = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = signal.recv() => {
             tracing::info!(signal, "shutting down: draining connections");
             Ok(())
         }
@@ -364,23 +367,4 @@ fn log_config(config: &AgentConfig) {
         cert_dir = ?config.cert_dir,
         "palisade-agent starting"
     );
-}
-
-/// Resolves on SIGTERM or Ctrl-C, with the signal's name.
-async fn shutdown_signal() -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops the agent");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = terminate => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-    }
 }

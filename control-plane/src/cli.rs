@@ -15,6 +15,7 @@ use crate::data_dir::{DataDir, Opened};
 use crate::identity::authorities::Upstream;
 use crate::init::{AdminCertificate, InitOptions, initialize, issue_admin};
 use crate::server::bind;
+use crate::signals::ShutdownSignal;
 
 /// Exit code for bad configuration or usage.
 const EXIT_CONFIG: u8 = 64;
@@ -331,10 +332,11 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log);
     log_config(&config);
 
+    let signal = ShutdownSignal::register();
     let master = MasterKey::load(config.master_key_file.as_deref())?;
     let opened = Opened::open(&DataDir::new(&config.data_dir), &master).await?;
     let listener = bind(config.listen, &config.data_dir).await?;
-    crate::serve::serve_opened(opened, &config, listener).await
+    crate::serve::serve_opened(opened, &config, listener, signal).await
 }
 
 fn log_config(config: &ServeConfig) {
@@ -389,11 +391,12 @@ async fn dev_command(args: DevArgs) -> anyhow::Result<()> {
         .into());
     }
     crate::telemetry::init(&config.log);
+    let signal = ShutdownSignal::register();
 
     let opened = crate::dev::prepare(&config).await?;
     let listener = bind(config.listen, &config.data_dir).await?;
     crate::dev::announce(&config, listener.local_addr()?)?;
-    crate::serve::serve_opened(opened, &config, listener).await
+    crate::serve::serve_opened(opened, &config, listener, signal).await
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod init;
 pub mod limits;
 pub mod serve;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use crate::data_dir::{DataDir, Opened, keys};
 use crate::identity::authority::Authority;
 use crate::identity::jwks_http;
 use crate::server::{Listening, Planes, run};
+use crate::signals::ShutdownSignal;
 use crate::store::Store;
 use crate::tasks::AbortOnDrop;
 use crate::tls::{SessionTickets, TlsSettings};
@@ -20,11 +21,13 @@ use crate::xds::runtime::Xds;
 
 mod followers;
 
-/// Serves `opened` on `listener` until Ctrl-C or SIGTERM.
+/// Serves `opened` on `listener` until Ctrl-C or SIGTERM, which `signal`
+/// has caught since before the listener was bound.
 pub async fn serve_opened(
     opened: Opened,
     config: &ServeConfig,
     listener: TcpListener,
+    signal: ShutdownSignal,
 ) -> anyhow::Result<()> {
     // The authority, with the key material the server signs with.
     let store: Arc<dyn Store> = opened.store.clone();
@@ -78,7 +81,7 @@ pub async fn serve_opened(
         drain_timeout: config.drain_timeout,
     };
     let planes = Planes { authority, xds };
-    run(store, planes, listening, shutdown_signal()).await
+    run(store, planes, listening, signal.recv()).await
 }
 
 /// The server's TLS settings from the current bundle and its certificate.
@@ -184,27 +187,4 @@ async fn serve_plaintext_xds(
         }
     });
     Ok(AbortOnDrop(task))
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(signal = "interrupt", "shutting down"),
-        _ = terminate => tracing::info!(signal = "terminate", "shutting down"),
-    }
 }
