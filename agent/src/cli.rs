@@ -68,7 +68,8 @@ struct RunArgs {
     /// address's host].
     #[arg(long, env = "PALISADE_AGENT_SERVER_NAME")]
     server_name: Option<String>,
-    /// Where inbound listeners bind [default: 0.0.0.0].
+    /// Where inbound listeners bind; a specific address is also where
+    /// connections to other nodes leave from [default: 0.0.0.0].
     #[arg(long, env = "PALISADE_AGENT_BIND_ADDRESS")]
     bind_address: Option<String>,
     /// Where outbound listeners bind [default: 127.0.0.1].

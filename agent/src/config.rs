@@ -139,7 +139,8 @@ pub struct Overrides {
 /// What the data path is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataPathConfig {
-    /// Where inbound listeners bind.
+    /// Where inbound listeners bind; when it is a specific address,
+    /// connections to other nodes' endpoints leave from it too.
     pub bind_address: IpAddr,
     /// Where outbound listeners bind.
     pub outbound_address: IpAddr,
@@ -207,7 +208,30 @@ impl FileConfig {
         }
 
         let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| error(e.to_string().trim().to_owned()))
+        toml::from_str(&text).map_err(|e| error(one_line(&text, &e)))
+    }
+}
+
+/// A TOML error on one line: where in `text` it is, the setting on that
+/// line when the message does not name it already, then what is wrong.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', "; ");
+    let Some(span) = error.span() else {
+        return message;
+    };
+
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    let setting = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|text| text.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && !message.contains(key));
+    match setting {
+        Some(setting) => format!("line {line}, column {column}: {setting}: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
     }
 }
 

@@ -78,7 +78,9 @@ const BIND_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The address inbound listeners bind, with each workload's inbound
-    /// port, for workloads whose own address is not in 127.0.0.0/8.
+    /// port, for workloads whose own address is not in 127.0.0.0/8; when
+    /// it is a specific address, connections to other nodes' endpoints
+    /// leave from it too.
     pub bind_address: IpAddr,
     /// The address outbound listeners bind for workloads whose own address
     /// is not in 127.0.0.0/8.

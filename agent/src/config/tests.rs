@@ -216,6 +216,37 @@ fn unknown_file_keys_are_refused() {
 }
 
 #[test]
+fn file_errors_are_one_line_that_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let cases = [
+        (
+            "node = \"web-1\"\nnode_name = \"web-2\"\n",
+            "line 2, column 1: unknown field `node_name`",
+        ),
+        (
+            "node = \"web-1\"\nmax_connections = \"many\"\n",
+            "line 2, column 19: max_connections: invalid type",
+        ),
+        (
+            "control_plane = [\n  \"cp:7443\",\n  7,\n]\n",
+            "line 3, column 3: invalid type",
+        ),
+    ];
+
+    for (text, expected) in cases {
+        std::fs::write(&path, text).unwrap();
+        let error = FileConfig::read(&path).unwrap_err().to_string();
+
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(
+            error.contains(&format!("agent.toml: {expected}")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn a_file_may_list_every_setting() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
