@@ -28,8 +28,11 @@
 //! that group and mode 0750, and the key is 0640 when there is no uid to
 //! own it. Without selectors, or when the agent may not change owners (it
 //! does not run as root), everything stays the agent's, with the workload
-//! directory at 0700 and the key at 0600. Modes are widened only once the
-//! owner change succeeded.
+//! directory at 0700 and the key at 0600. What the selectors leave out is
+//! the agent's own: with only `unix_gid` the files belong to the agent's
+//! user, and without selectors the agent takes the directory back, so a
+//! user that an earlier configuration named keeps no hold on it. Modes are
+//! widened only once the owner change succeeded.
 //!
 //! A workload's directory is removed once an applied configuration no
 //! longer holds the workload; with no configuration, nothing is removed.

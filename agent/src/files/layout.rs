@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::fs::{DirBuilder, File, Permissions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::FilesError;
 use super::plan::{Contents, Owner, is_safe_key};
@@ -141,10 +142,13 @@ struct Ownership {
 }
 
 /// Makes the workload's directory and hands it to `owner` if the agent
-/// may; its mode follows from whether that worked.
+/// may; its mode follows from whether that worked. With no owner, the
+/// agent takes back a directory that an earlier configuration handed to
+/// a user, so that the user keeps no hold on it.
 fn settle_owner(dir: &Path, owner: Owner) -> Result<Ownership, FilesError> {
     make_dir(dir)?;
-    let owned = owner.is_known() && try_change_owner(dir, owner);
+    let handed = try_change_owner(dir, owner);
+    let owned = owner.is_known() && handed;
     let modes = Modes::for_owner(owner, owned);
 
     set_mode(dir, modes.directory)?;
@@ -222,8 +226,24 @@ fn try_change_owner(path: &Path, owner: Owner) -> bool {
     }
 }
 
+/// Gives `path` to `owner`, the agent's own user and group standing in
+/// for what `owner` leaves out: a directory keeps no earlier owner.
 fn change_owner(path: &Path, owner: Owner) -> std::io::Result<()> {
+    let owner = owner.or(agent_owner());
     std::os::unix::fs::chown(path, owner.uid, owner.gid)
+}
+
+/// The user and group the agent runs as, from `/proc/self`; unknown
+/// without it, and then left as they are.
+fn agent_owner() -> Owner {
+    static AGENT: OnceLock<Owner> = OnceLock::new();
+    *AGENT.get_or_init(|| match std::fs::metadata("/proc/self") {
+        Ok(metadata) => Owner {
+            uid: Some(metadata.uid()),
+            gid: Some(metadata.gid()),
+        },
+        Err(_) => Owner::default(),
+    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), FilesError> {

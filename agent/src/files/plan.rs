@@ -22,6 +22,14 @@ impl Owner {
     pub fn is_known(&self) -> bool {
         self.uid.is_some() || self.gid.is_some()
     }
+
+    /// This owner, with `other`'s ids where it names none.
+    pub fn or(self, other: Owner) -> Owner {
+        Owner {
+            uid: self.uid.or(other.uid),
+            gid: self.gid.or(other.gid),
+        }
+    }
 }
 
 /// One workload's files. Debug prints nothing of the key.
@@ -103,6 +111,28 @@ fn version_of(contents: &Contents) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_owner_fills_only_what_one_leaves_out() {
+        let group = Owner {
+            uid: None,
+            gid: Some(7),
+        };
+        let agent = Owner {
+            uid: Some(0),
+            gid: Some(0),
+        };
+
+        assert_eq!(
+            group.or(agent),
+            Owner {
+                uid: Some(0),
+                gid: Some(7)
+            }
+        );
+        assert_eq!(Owner::default().or(agent), agent);
+        assert_eq!(agent.or(group), agent);
+    }
 
     #[test]
     fn only_namespace_slash_name_is_a_safe_key() {

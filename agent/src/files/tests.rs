@@ -156,6 +156,44 @@ fn the_workloads_user_owns_its_key() {
     assert_eq!(std::fs::metadata(&key).unwrap().uid(), uid);
 }
 
+/// Only root may hand files to another user; elsewhere this proves nothing
+/// and returns at once.
+#[test]
+fn a_user_the_selectors_no_longer_name_keeps_no_hold_on_the_directory() {
+    let (uid, gid) = own_ids();
+    if uid != 0 {
+        eprintln!("skipped: only root may hand files to another user");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut files = CertificateFiles::open(root.path()).unwrap();
+    let dir = files.workload_dir(WORKLOAD);
+    let certificates = certificates(&new_svid(4_000_000_000));
+    let selected = |uid, gid| {
+        let selectors = pb::Selectors {
+            unix_uid: uid,
+            unix_gid: gid,
+            ..Default::default()
+        };
+        snapshot(Some(selectors))
+    };
+    let owner = |path: &Path| {
+        let metadata = std::fs::metadata(path).unwrap();
+        (metadata.uid(), metadata.gid())
+    };
+
+    files.sync(&certificates, Some(&selected(Some(4242), None)));
+    assert_eq!(owner(&dir).0, 4242);
+    files.sync(&certificates, Some(&selected(None, Some(4343))));
+    let by_group = (owner(&dir), owner(&dir.join(KEY_FILE)));
+    files.sync(&certificates, Some(&selected(Some(4242), None)));
+    files.sync(&certificates, Some(&snapshot(None)));
+
+    assert_eq!(by_group, ((uid, 4343), (uid, 4343)));
+    assert_eq!(owner(&dir), (uid, gid), "taken back without selectors");
+    assert_eq!(mode(&dir), 0o700);
+}
+
 #[test]
 fn a_workload_that_goes_away_loses_its_directory() {
     let root = tempfile::tempdir().unwrap();
