@@ -18,8 +18,10 @@ pub use palisade_proto::admin as pb;
 
 pub mod bed;
 pub mod identity;
+pub mod local;
 pub mod mtls;
 pub mod raw;
+pub mod sds;
 pub mod system;
 pub mod x509;
 pub mod xds;

@@ -40,6 +40,28 @@ pub fn first_der(pem: &str) -> Vec<u8> {
     block.contents
 }
 
+/// The serial number of a DER certificate, in lowercase hex.
+pub fn serial(der: &[u8]) -> String {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).expect("a certificate");
+    parsed
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `key_pem` is the private key of the DER certificate's public
+/// key; false when either does not parse.
+pub fn key_matches(der: &[u8], key_pem: &str) -> bool {
+    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    parsed.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
 /// `openssl verify -x509_strict -purpose <purpose>` of the first
 /// certificate in `chain_pem` against `bundle_pem`, the rest of the chain
 /// given as untrusted intermediates. Returns openssl's output on failure.

@@ -82,7 +82,7 @@ type Opened<Resp> = Result<tonic::Response<Streaming<Resp>>, tonic::Status>;
 impl<Req, Resp> AdsStream<Req, Resp> {
     /// Queues `first`, then makes the `call` that opens the stream with the
     /// requests.
-    async fn start(
+    pub(crate) async fn start(
         first: Req,
         call: impl AsyncFnOnce(ReceiverStream<Req>) -> Opened<Resp>,
     ) -> Result<Self, tonic::Status> {
