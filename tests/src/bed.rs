@@ -16,10 +16,10 @@
 //! killed test can leave behind, and the test's own services and clients
 //! would have to run inside them too. Distinct 127.x addresses give every
 //! agent its own listeners with nothing to set up; the agents never rely
-//! on being apart beyond that. Callers' connections all come from
-//! 127.0.0.1, the kernel's source for loopback destinations, so policies
-//! here judge identities, not source addresses; a test that needs another
-//! source binds one itself ([`client::connect_from`]).
+//! on being apart beyond that. An agent's connections to another node
+//! leave from its own host address, so the callee's agent, and its
+//! `ipBlocks` rules, see the caller's host; a test client that needs
+//! another source binds one itself ([`client::connect_from`]).
 //!
 //! **Workloads.** One workload per service, in namespace `shop`. On each
 //! of the first two nodes one workload uses the node's address and one
@@ -87,6 +87,8 @@ pub struct Bed {
     service_ports: BTreeMap<&'static str, u16>,
     inbound_ports: BTreeMap<&'static str, u16>,
     ctl: PathBuf,
+    /// The extra `palisade-cp serve` flags the control plane started with.
+    serve_flags: Vec<String>,
     files: AtomicUsize,
     /// The control plane; its directory holds the agents' too.
     pub cp: ControlPlane,
@@ -102,6 +104,21 @@ impl Bed {
 
     /// [`start`](Self::start), with these extra `palisade-cp serve` flags.
     pub async fn start_with(limits: Limits, serve_flags: &[&str]) -> Bed {
+        Self::start_configured(limits, serve_flags, None).await
+    }
+
+    /// [`start`](Self::start), with the agent of `node` configured by a
+    /// TOML file and a flag that overrides it
+    /// ([`Agent::start_from_file`]).
+    pub async fn start_with_config_file(limits: Limits, node: &str) -> Bed {
+        Self::start_configured(limits, &[], Some(node)).await
+    }
+
+    async fn start_configured(
+        limits: Limits,
+        serve_flags: &[&str],
+        from_file: Option<&str>,
+    ) -> Bed {
         // The control plane and the services.
         let mut cp = ControlPlane::init(TRUST_DOMAIN).expect("palisade-cp init");
         cp.start_with(serve_flags)
@@ -130,6 +147,7 @@ impl Bed {
             service_ports,
             inbound_ports,
             ctl,
+            serve_flags: serve_flags.iter().map(|&flag| flag.to_owned()).collect(),
             files: AtomicUsize::new(0),
             cp,
         };
@@ -149,7 +167,11 @@ impl Bed {
         // The agents, and everything they must serve.
         let bundle = bed.cp.data_dir.join("ca.pem");
         for host in &HOSTS {
-            let agent = Agent::start(
+            let start = match from_file == Some(host.node) {
+                true => Agent::start_from_file,
+                false => Agent::start,
+            };
+            let agent = start(
                 &bed.root(),
                 host.node,
                 host.address,
@@ -161,6 +183,18 @@ impl Bed {
         }
         bed.wait_until_serving(&BASELINE_ROUTES).await;
         bed
+    }
+
+    /// Starts the control plane again, after it was killed or stopped,
+    /// on the address the agents know and with the `serve` flags it was
+    /// first started with.
+    pub async fn restart_control_plane(&mut self) {
+        let address = self.cp.address();
+        let flags: Vec<&str> = self.serve_flags.iter().map(String::as_str).collect();
+        self.cp
+            .start_on_with(address, &flags)
+            .await
+            .expect("restarting palisade-cp");
     }
 
     fn root(&self) -> PathBuf {

@@ -3,15 +3,17 @@
 //! its keys and certificates in its data directory, goes on to the next
 //! control plane address when one is dead, and, restarted while the
 //! control plane is gone, enforces its last known good; with none it can
-//! use, it listens nowhere and says why.
+//! use, it listens nowhere and says why. Its settings may come from a TOML
+//! file that flags override; a bad file stops it with one line.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use palisade_tests::bed::{self, Bed, Limits, allowed, denied};
 use palisade_tests::identity::join_token;
 use palisade_tests::x509::{first_der, spiffe_id};
 use palisade_tests::{Admin, ControlPlane, apply, binary, pb};
@@ -564,4 +566,86 @@ fn agent_with_bad_configuration_exits_64_with_one_line() {
         stderr.trim_end(),
         "error: control_plane: required: at least one address"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_configured_by_a_file_attests_syncs_and_enforces_with_a_flag_over_the_file() {
+    let started = SystemTime::now();
+    let mut bed = Bed::start_with_config_file(Limits::default(), "node-c").await;
+    let streams = bed.wait_for_fleet_in_sync(started).await;
+
+    // payments-1 on node-c answers with its caller's identity, which only
+    // the PROXY header the flag turned on can have told it.
+    let calls = [
+        allowed("orders", "payments"),
+        allowed("ledger", "payments"),
+        denied("web", "payments", "payments-not-web/0"),
+    ];
+    bed.check(&calls).await.unwrap();
+
+    let agent = bed.agent("node-c");
+    let log = agent.log();
+    let node_id = format!("spiffe://{}/node/node-c", bed::TRUST_DOMAIN);
+    assert!(
+        log.contains(&format!("node attested spiffe_id=\"{node_id}\"")),
+        "{log}"
+    );
+    let node_cert = std::fs::read_to_string(agent.data_dir.join("node/cert.pem")).unwrap();
+    assert_eq!(spiffe_id(&first_der(&node_cert)).unwrap(), node_id);
+    assert_eq!(streams["node-c"].protocol, "delta");
+    let starting = log
+        .lines()
+        .find(|l| l.contains("palisade-agent starting"))
+        .unwrap();
+    let data_dir = format!("data_dir={} ", agent.data_dir.display());
+    for setting in [
+        data_dir.as_str(),
+        "proxy_protocol=true ",
+        "max_connections=1000 ",
+    ] {
+        assert!(starting.contains(setting), "{setting}: {starting}");
+    }
+}
+
+/// A config file that would do, with `line` added.
+fn config_file_with(root: &Path, line: &str) -> PathBuf {
+    let path = root.join("agent.toml");
+    let text = format!(
+        "control_plane = [\"127.0.0.1:7443\"]\nnode = \"web-1\"\n\
+         trust_bundle = \"/etc/palisade/ca.pem\"\n{line}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn agent_with_a_bad_config_file_exits_64_with_one_line_naming_the_setting() {
+    let root = tempfile::tempdir().unwrap();
+    let cases = [
+        ("node_name = \"web-2\"", "unknown field `node_name`"),
+        (
+            "max_connections = \"many\"",
+            "max_connections: invalid type",
+        ),
+        (
+            "outbound_address = \"10.0.0.1\"",
+            "outbound_address: 10.0.0.1 is not a loopback",
+        ),
+    ];
+
+    for (line, expected) in cases {
+        let file = config_file_with(root.path(), line);
+        let output = Command::new(binary("palisade-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{line}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{line}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{line}: {stderr}");
+        assert!(stderr.contains(expected), "{line}: {stderr}");
+    }
 }

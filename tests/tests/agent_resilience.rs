@@ -1,13 +1,17 @@
 //! The agents under stress (see `palisade_tests::bed`): the control plane
-//! killed, an agent restarted without it, and hostile bytes, stalled
-//! handshakes and a flood of half-open connections from another host on an
-//! inbound port.
+//! killed, an agent restarted without it, certificates that expire while
+//! it is gone, and hostile bytes, stalled handshakes and a flood of
+//! half-open connections from another host on an inbound port.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use palisade_tests::bed::{Bed, HOSTS, Limits, Outcome, allowed, app, baseline_calls, client, id};
+use palisade_tests::bed::{
+    Bed, Call, Expect, HOSTS, Limits, MEMBERS, Outcome, REFUSED_AT_HANDSHAKE, WAIT, allowed, app,
+    baseline_calls, client, id,
+};
+use palisade_tests::x509::first_der;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -129,8 +133,8 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Option
     }
 }
 
-/// Where the flood comes from: a host other than the bed's callers, who
-/// all connect from 127.0.0.1.
+/// Where the flood comes from: an address that is none of the bed's
+/// hosts.
 const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 99);
 /// How often the flood opens a connection.
 const FLOOD_PACE: Duration = Duration::from_millis(5);
@@ -252,4 +256,177 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
         "garbage reached the application"
     );
     bed.check(&baseline_calls()).await.unwrap();
+}
+
+/// How long workload certificates live in the expiry test, in seconds:
+/// renewal is due 4 s after each issuance, expiry 8 s after.
+const WORKLOAD_TTL_SECS: u64 = 8;
+/// What an agent logs when it could not renew its workloads' certificates.
+const NOT_RENEWED: &str = "workload certificates not renewed";
+/// What it logs when it gets one.
+const ISSUED: &str = "workload certificate issued";
+/// How soon after expiry an agent must stop presenting a certificate.
+const EXPIRY_SLACK_SECS: f64 = 3.0;
+/// How often the expiry test calls while it waits for the expiry.
+const CALL_PACE: Duration = Duration::from_millis(200);
+
+fn unix_now() -> f64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    now.expect("a time after 1970").as_secs_f64()
+}
+
+/// The certificate an agent holds for a workload, as its files say.
+struct Held {
+    chain: String,
+    key: String,
+    serial: String,
+    not_after: f64,
+}
+
+impl Held {
+    fn of(bed: &Bed, service: &str) -> Held {
+        let (chain, key) = bed.workload_identity(service);
+        let der = first_der(&chain);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+        Held {
+            not_after: parsed.validity().not_after.timestamp() as f64,
+            serial: bed.workload_serial(service),
+            chain,
+            key,
+        }
+    }
+}
+
+/// How many lines with `text` each agent's current run has logged.
+fn counts(bed: &mut Bed, text: &str) -> Vec<usize> {
+    bed.agents().iter().map(|a| a.lines_with(&[text])).collect()
+}
+
+/// Waits until each agent has logged more lines with `text` than `before`
+/// says.
+async fn wait_for_more(bed: &mut Bed, text: &str, before: &[usize]) {
+    for (agent, count) in bed.agents().iter_mut().zip(before) {
+        agent.wait_for_lines(&[text], count + 1).await;
+    }
+}
+
+/// Calls `service` from `caller` every [`CALL_PACE`] until a call is not
+/// answered; returns when the last answered call was made, when the
+/// refused one was, and how it ended. The refused call must not reach the
+/// service.
+async fn call_until_refused(bed: &Bed, caller: &str, service: &str) -> (f64, f64, Outcome) {
+    let deadline = Instant::now() + WAIT;
+    let mut last_answered = 0.0;
+    loop {
+        let reached = bed.app(service).connections();
+        let at = unix_now();
+        let outcome = bed.call(caller, service).await;
+        match outcome {
+            Outcome::Answered { .. } => last_answered = at,
+            refused => {
+                assert_eq!(bed.app(service).connections(), reached, "{refused}");
+                return (last_answered, at, refused);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{caller} -> {service} answered for {WAIT:?}"
+        );
+        tokio::time::sleep(CALL_PACE).await;
+    }
+}
+
+/// Waits until every one of `calls` does what it should.
+async fn wait_for_calls(bed: &Bed, calls: &[Call]) {
+    let deadline = Instant::now() + WAIT;
+    while let Err(wrong) = bed.check(calls).await {
+        assert!(Instant::now() < deadline, "after {WAIT:?}:\n{wrong}");
+        tokio::time::sleep(CALL_PACE).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_keep_working_without_the_control_plane_until_they_expire_and_renew_when_it_returns()
+ {
+    let ttl = WORKLOAD_TTL_SECS.to_string();
+    let mut bed = Bed::start_with(Limits::default(), &["--workload-ttl-secs", &ttl]).await;
+    let calls = baseline_calls();
+    bed.check(&calls).await.unwrap();
+
+    // SIGKILL, then past half life: every agent tried to renew and failed.
+    let failed = counts(&mut bed, NOT_RENEWED);
+    bed.cp.kill();
+    wait_for_more(&mut bed, NOT_RENEWED, &failed).await;
+    let issued = counts(&mut bed, ISSUED);
+    let held: BTreeMap<&str, Held> = MEMBERS
+        .iter()
+        .map(|m| (m.service, Held::of(&bed, m.service)))
+        .collect();
+    let (web, orders) = (&held["web"], &held["orders"]);
+
+    // The certificates held keep working until they expire, and not after.
+    bed.check(&calls).await.unwrap();
+    let (last_answered, refused_at, refused) = call_until_refused(&bed, "web", "orders").await;
+    let expired_at = web.not_after.min(orders.not_after);
+    let last_expiry = held.values().map(|h| h.not_after).fold(0.0, f64::max);
+    let settled = Duration::from_secs_f64(last_expiry + EXPIRY_SLACK_SECS - unix_now());
+    tokio::time::sleep(settled).await;
+    let mut after_expiry = Vec::new();
+    for call in calls.iter().filter(|c| c.expect == Expect::Allowed) {
+        let reached = bed.app(call.service).connections();
+        let outcome = bed.call(call.caller, call.service).await;
+        let reached = bed.app(call.service).connections() - reached;
+        after_expiry.push((call.caller, call.service, outcome, reached));
+    }
+
+    assert!(
+        last_answered + 1.0 >= expired_at,
+        "last answered {:.1} s before the expiry",
+        expired_at - last_answered
+    );
+    assert!(
+        refused_at >= expired_at && refused_at <= expired_at + EXPIRY_SLACK_SECS,
+        "refused ({refused}) {:.1} s after the expiry",
+        refused_at - expired_at
+    );
+    for (caller, service, outcome, reached) in &after_expiry {
+        let answered = matches!(outcome, Outcome::Answered { .. });
+        assert!(
+            !answered && *reached == 0,
+            "{caller} -> {service} after expiry: {outcome}"
+        );
+    }
+    assert_eq!(
+        counts(&mut bed, ISSUED),
+        issued,
+        "issued without a control plane"
+    );
+    for node in ["node-a", "node-b"] {
+        let agent = bed.agent(node);
+        assert!(
+            agent.lines_with(&["workload certificate dropped"]) > 0,
+            "{}",
+            agent.log()
+        );
+    }
+
+    // The control plane comes back: renewal resumes and calls go through
+    // again, while the expired certificate stays refused.
+    let issued = counts(&mut bed, ISSUED);
+    bed.restart_control_plane().await;
+    wait_for_more(&mut bed, ISSUED, &issued).await;
+    wait_for_calls(&bed, &calls).await;
+    let handshakes = bed.agent("node-b").lines_with(&[REFUSED_AT_HANDSHAKE]);
+    let expired = client::call_tls(bed.inbound("orders"), Some((&web.chain, &web.key))).await;
+
+    assert_ne!(Held::of(&bed, "web").serial, web.serial);
+    assert!(matches!(expired, Outcome::HandshakeFailed(_)), "{expired}");
+    let unverified = format!("unverified_serial=\"{}\"", web.serial);
+    let refusal = [
+        REFUSED_AT_HANDSHAKE,
+        "workload=shop/orders-1",
+        unverified.as_str(),
+    ];
+    bed.agent("node-b").wait_for_lines(&refusal, 1).await;
+    assert!(bed.agent("node-b").lines_with(&[REFUSED_AT_HANDSHAKE]) > handshakes);
 }

@@ -98,10 +98,59 @@ impl Agent {
         .into_iter()
         .collect();
 
+        Self::launch(root, node, address, args)
+    }
+
+    /// Starts the agent of `node` as [`start`](Self::start) does, with
+    /// its settings in a TOML file, `<root>/<node>.toml`, named by
+    /// `--config`. The file turns the PROXY header off and the flag
+    /// `--proxy-protocol` turns it on, as a flag overrides the file.
+    pub fn start_from_file(
+        root: &Path,
+        node: &str,
+        address: Ipv4Addr,
+        control_plane: SocketAddr,
+        trust_bundle: &Path,
+        limits: Limits,
+    ) -> Agent {
+        let file = root.join(format!("{node}.toml"));
+        let settings = format!(
+            "control_plane = [\"{control_plane}\"]\n\
+             node = \"{node}\"\n\
+             join_token_file = {token:?}\n\
+             data_dir = {data_dir:?}\n\
+             trust_bundle = {trust_bundle:?}\n\
+             bind_address = \"{address}\"\n\
+             outbound_address = \"{address}\"\n\
+             proxy_protocol = false\n\
+             handshake_timeout_secs = {}\n\
+             max_connections = {}\n\
+             max_handshakes = {}\n\
+             max_handshakes_per_source = {}\n\
+             drain_timeout_secs = 2\n",
+            limits.handshake_timeout_secs,
+            limits.max_connections,
+            limits.max_handshakes,
+            limits.max_handshakes_per_source,
+            token = root.join(format!("{node}.token")),
+            data_dir = root.join(node),
+        );
+        std::fs::write(&file, settings).expect("writing the agent's config file");
+
+        let args = [
+            "run".into(),
+            "--config".into(),
+            file.into(),
+            "--proxy-protocol".into(),
+        ];
+        Self::launch(root, node, address, args.into())
+    }
+
+    fn launch(root: &Path, node: &str, address: Ipv4Addr, args: Vec<OsString>) -> Agent {
         let mut agent = Agent {
             node: node.to_owned(),
             address,
-            data_dir,
+            data_dir: root.join(node),
             root: root.to_owned(),
             args,
             child: None,
@@ -109,6 +158,16 @@ impl Agent {
         };
         agent.spawn();
         agent
+    }
+
+    /// Gives `flag` the value `value` from the next start on, adding it
+    /// if the agent was started without it.
+    pub fn set_flag(&mut self, flag: &str, value: &str) {
+        let at = self.args.iter().position(|arg| arg == flag);
+        match at {
+            Some(at) => self.args[at + 1] = value.into(),
+            None => self.args.extend([flag.into(), value.into()]),
+        }
     }
 
     /// Starts the process again, with the same flags and data directory
@@ -254,6 +313,36 @@ impl Agent {
                 && agent.data_path_revision().is_some_and(|r| r >= revision)
         })
         .await;
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("the agent is running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+    }
+
+    /// Waits for the process to exit, at most `within`, and returns how.
+    /// Polls without blocking the test's runtime, whose tasks (the
+    /// services, the callers) may be what the agent waits for.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().expect("the agent is running");
+            if let Some(status) = child.try_wait().expect("checking on the agent") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent {} did not exit within {within:?}:\n{}",
+                self.node,
+                self.log()
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Sends SIGTERM and waits for the exit.

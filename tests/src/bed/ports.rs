@@ -2,10 +2,11 @@
 //!
 //! Each port is free on every address that will bind it at the moment it
 //! is chosen, and is never handed out twice in one test process, so that
-//! beds running side by side in one test binary do not collide. Nothing
-//! on the machine makes connections *from* the bed's addresses (the
-//! kernel picks 127.0.0.1 as the source towards any 127.x address), so a
-//! port free there stays free until an agent takes it.
+//! beds running side by side in one test binary do not collide. Agents'
+//! connections to other nodes leave from the bed's addresses, on source
+//! ports the kernel picks, but with SO_REUSEADDR on both sides such a
+//! connection does not keep a listener from binding its port, so a port
+//! chosen here stays usable until an agent takes it.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener};
