@@ -94,8 +94,9 @@ impl Etcd {
     pub async fn start(binary: &Path, root: &Path) -> Result<Self, EtcdError> {
         let dir = root.join("etcd");
         std::fs::create_dir_all(&dir).map_err(io("creating the etcd directory"))?;
-        let client_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+        let [client_port, peer_port] = free_ports()?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log = dir.join("etcd.log");
         let log_file = std::fs::File::create(&log).map_err(io("creating etcd.log"))?;
 
@@ -178,11 +179,14 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> Result<u16, EtcdError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(io("finding a free port"))?
-        .port())
+/// Two loopback ports that were free a moment ago, held together so that
+/// they differ.
+fn free_ports() -> Result<[u16; 2], EtcdError> {
+    let first = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    let second = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    let port = |listener: &TcpListener| -> Result<u16, EtcdError> {
+        let address = listener.local_addr().map_err(io("finding a free port"))?;
+        Ok(address.port())
+    };
+    Ok([port(&first)?, port(&second)?])
 }

@@ -67,10 +67,11 @@ struct Ports {
 
 impl Ports {
     fn free() -> Self {
+        let [inbound, app, payments] = free_ports();
         Self {
-            inbound: free_port(),
-            app: free_port(),
-            payments: free_port(),
+            inbound,
+            app,
+            payments,
         }
     }
 
@@ -127,10 +128,11 @@ async fn nothing_listens(address: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// Loopback ports that were free a moment ago, all different: each is
+/// held until all are chosen.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// One `palisade-agent run` process, killed when dropped.
@@ -295,8 +297,8 @@ async fn agent_attests_syncs_and_restarts_from_its_last_known_good() {
     let mut cp = ControlPlane::init("agent.test").unwrap();
     cp.start().await.unwrap();
     let mut admin = cp.admin().await.unwrap();
-    let inbound_port = free_port();
-    apply(&mut admin, &shop(inbound_port, free_port()))
+    let [inbound_port, app_port] = free_ports();
+    apply(&mut admin, &shop(inbound_port, app_port))
         .await
         .unwrap();
     let root = cp.root.path().to_owned();
@@ -382,7 +384,8 @@ async fn agent_renews_its_certificates_at_half_life_and_reconnects_with_the_new_
         .await
         .unwrap();
     let mut admin = cp.admin().await.unwrap();
-    apply(&mut admin, &shop(free_port(), free_port()))
+    let [inbound_port, app_port] = free_ports();
+    apply(&mut admin, &shop(inbound_port, app_port))
         .await
         .unwrap();
     let root = cp.root.path().to_owned();
@@ -427,13 +430,14 @@ async fn agent_attests_and_syncs_through_the_next_address_when_the_first_is_dead
     let mut cp = ControlPlane::init("agent.test").unwrap();
     cp.start().await.unwrap();
     let mut admin = cp.admin().await.unwrap();
-    apply(&mut admin, &shop(free_port(), free_port()))
+    let [inbound_port, app_port, dead_port] = free_ports();
+    apply(&mut admin, &shop(inbound_port, app_port))
         .await
         .unwrap();
     let root = cp.root.path().to_owned();
     let token = join_token(&mut admin, "web-1", 0).await.unwrap();
     std::fs::write(root.join("join-token"), token).unwrap();
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead = format!("127.0.0.1:{dead_port}");
     let live = cp.address().to_string();
 
     let addresses = format!("{dead},{live}");
