@@ -52,6 +52,13 @@ impl StatusFile {
         current.save(&self.dir)
     }
 
+    /// [`save`](Self::save)s on the blocking pool, since each write syncs
+    /// the disk, and logs a failure.
+    pub async fn save_off_thread(&self, status: Status) {
+        let file = self.clone();
+        off_thread(move || file.save(&status)).await;
+    }
+
     /// Writes `counters` beside the status last saved, unless the file
     /// holds them already; true when written.
     pub fn save_counters(&self, counters: BTreeMap<String, u64>) -> Result<bool, CacheError> {
@@ -95,13 +102,16 @@ pub async fn publish_counters(
     write(&file, counters.values()).await;
 }
 
-/// Writes the counters off the runtime's threads: each write syncs the
-/// disk.
+/// Writes the counters off the runtime's threads.
 async fn write(file: &StatusFile, values: BTreeMap<String, u64>) {
     let file = file.clone();
-    let written = tokio::task::spawn_blocking(move || file.save_counters(values)).await;
-    match written {
-        Ok(Ok(_)) => {}
+    off_thread(move || file.save_counters(values).map(drop)).await;
+}
+
+/// Runs `write` on the blocking pool, and logs a failure.
+async fn off_thread(write: impl FnOnce() -> Result<(), CacheError> + Send + 'static) {
+    match tokio::task::spawn_blocking(write).await {
+        Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "status file not written"),
         Err(error) => tracing::warn!(%error, "status file writer failed"),
     }

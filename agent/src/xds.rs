@@ -95,7 +95,7 @@ pub async fn run(mut client: Client, mut shutdown: watch::Receiver<bool>) {
         }
         let material = client.control.material();
         let ended = stream::run(&mut client, index, &material, &mut shutdown).await;
-        client.applier.disconnected();
+        client.applier.disconnected().await;
         if ended.synced {
             backoff.reset();
         }

@@ -109,9 +109,9 @@ impl Applier {
     }
 
     /// Records that no stream is open.
-    pub fn disconnected(&mut self) {
+    pub async fn disconnected(&mut self) {
         if self.status.connected_to.take().is_some() {
-            self.save_status();
+            self.write_status().await;
         }
     }
 
@@ -149,22 +149,8 @@ impl Applier {
         saved
     }
 
-    /// Writes the status file on the blocking pool.
     async fn write_status(&self) {
-        let file = self.status_file.clone();
-        let status = self.status.clone();
-        let written = tokio::task::spawn_blocking(move || file.save(&status)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "status file not written"),
-            Err(error) => tracing::warn!(%error, "status file writer failed"),
-        }
-    }
-
-    fn save_status(&self) {
-        if let Err(error) = self.status_file.save(&self.status) {
-            tracing::warn!(%error, "status file not written");
-        }
+        self.status_file.save_off_thread(self.status.clone()).await;
     }
 }
 

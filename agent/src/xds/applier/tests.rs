@@ -156,7 +156,7 @@ async fn an_unchanged_resume_is_not_applied_again() {
     let before = bed.state.current().unwrap();
 
     let nothing = response::<pb::Workload>(types::WORKLOAD, "2", &[], &[]);
-    bed.applier.disconnected();
+    bed.applier.disconnected().await;
     bed.applier.apply(&[nothing], "cp-2", 200).await;
 
     assert!(Arc::ptr_eq(&before, &bed.state.current().unwrap()));
