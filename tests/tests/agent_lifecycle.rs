@@ -117,6 +117,18 @@ spec:
     shop(ports.inbound, ports.app) + &payments
 }
 
+/// A control plane started with `serve_flags` and holding `resources`,
+/// with web-1's join token in `<root>/join-token`, and an admin client.
+async fn control_plane_holding(serve_flags: &[&str], resources: &str) -> (ControlPlane, Admin) {
+    let mut cp = ControlPlane::init("agent.test").unwrap();
+    cp.start_with(serve_flags).await.unwrap();
+    let mut admin = cp.admin().await.unwrap();
+    apply(&mut admin, resources).await.unwrap();
+    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    std::fs::write(cp.root.path().join("join-token"), token).unwrap();
+    (cp, admin)
+}
+
 /// Whether nothing listens at `address`: the connection is refused.
 async fn nothing_listens(address: SocketAddr) -> Result<(), String> {
     let connect = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(address));
@@ -294,16 +306,9 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn agent_attests_syncs_and_restarts_from_its_last_known_good() {
-    let mut cp = ControlPlane::init("agent.test").unwrap();
-    cp.start().await.unwrap();
-    let mut admin = cp.admin().await.unwrap();
     let [inbound_port, app_port] = free_ports();
-    apply(&mut admin, &shop(inbound_port, app_port))
-        .await
-        .unwrap();
+    let (mut cp, mut admin) = control_plane_holding(&[], &shop(inbound_port, app_port)).await;
     let root = cp.root.path().to_owned();
-    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
-    std::fs::write(root.join("join-token"), token).unwrap();
     let bundle = cp.data_dir.join("ca.pem");
     let address = cp.address().to_string();
 
@@ -379,18 +384,10 @@ async fn wait_for_change(agent: &mut Agent, path: &Path, before: &str) -> String
 
 #[tokio::test]
 async fn agent_renews_its_certificates_at_half_life_and_reconnects_with_the_new_one() {
-    let mut cp = ControlPlane::init("agent.test").unwrap();
-    cp.start_with(&["--node-ttl-secs", "10", "--workload-ttl-secs", "6"])
-        .await
-        .unwrap();
-    let mut admin = cp.admin().await.unwrap();
     let [inbound_port, app_port] = free_ports();
-    apply(&mut admin, &shop(inbound_port, app_port))
-        .await
-        .unwrap();
+    let short_lived = ["--node-ttl-secs", "10", "--workload-ttl-secs", "6"];
+    let (cp, mut admin) = control_plane_holding(&short_lived, &shop(inbound_port, app_port)).await;
     let root = cp.root.path().to_owned();
-    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
-    std::fs::write(root.join("join-token"), token).unwrap();
     let address = cp.address().to_string();
     let mut agent = Agent::start(&root, &address, &cp.data_dir.join("ca.pem"), "renewing");
     let first_stream = wait_for_acks(&mut admin, &mut agent).await;
@@ -427,16 +424,9 @@ async fn agent_renews_its_certificates_at_half_life_and_reconnects_with_the_new_
 
 #[tokio::test]
 async fn agent_attests_and_syncs_through_the_next_address_when_the_first_is_dead() {
-    let mut cp = ControlPlane::init("agent.test").unwrap();
-    cp.start().await.unwrap();
-    let mut admin = cp.admin().await.unwrap();
     let [inbound_port, app_port, dead_port] = free_ports();
-    apply(&mut admin, &shop(inbound_port, app_port))
-        .await
-        .unwrap();
+    let (cp, mut admin) = control_plane_holding(&[], &shop(inbound_port, app_port)).await;
     let root = cp.root.path().to_owned();
-    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
-    std::fs::write(root.join("join-token"), token).unwrap();
     let dead = format!("127.0.0.1:{dead_port}");
     let live = cp.address().to_string();
 
@@ -470,14 +460,9 @@ const REFUSING_ALL: &str =
 async fn agent_with_no_configuration_and_no_control_plane_refuses_everything() {
     // The control plane knows of orders-1, but is gone before the agent
     // could ask it.
-    let mut cp = ControlPlane::init("agent.test").unwrap();
-    cp.start().await.unwrap();
-    let mut admin = cp.admin().await.unwrap();
     let ports = Ports::free();
-    apply(&mut admin, &shop_with_upstream(ports)).await.unwrap();
-    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    let (mut cp, _) = control_plane_holding(&[], &shop_with_upstream(ports)).await;
     let root = cp.root.path().to_owned();
-    std::fs::write(root.join("join-token"), token).unwrap();
     let address = cp.address().to_string();
     cp.kill();
 
@@ -502,14 +487,9 @@ fn undecodable(last_known_good: &str) -> String {
 
 #[tokio::test]
 async fn agent_ignores_a_last_known_good_it_cannot_use_and_refuses_everything() {
-    let mut cp = ControlPlane::init("agent.test").unwrap();
-    cp.start().await.unwrap();
-    let mut admin = cp.admin().await.unwrap();
     let ports = Ports::free();
-    apply(&mut admin, &shop_with_upstream(ports)).await.unwrap();
-    let token = join_token(&mut admin, "web-1", 0).await.unwrap();
+    let (mut cp, _) = control_plane_holding(&[], &shop_with_upstream(ports)).await;
     let root = cp.root.path().to_owned();
-    std::fs::write(root.join("join-token"), token).unwrap();
     let (address, bundle) = (cp.address().to_string(), cp.data_dir.join("ca.pem"));
 
     // A first run enforces the configuration and saves it: it listens
