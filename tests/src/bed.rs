@@ -11,15 +11,15 @@
 //!
 //! **Hosts.** Each agent is a host: its Node's address is a distinct
 //! loopback address, which it passes as `--bind-address` and
-//! `--outbound-address`. Network namespaces with veth pairs would isolate
-//! the hosts further, but they need root, set-up and tear-down that a
-//! killed test can leave behind, and the test's own services and clients
-//! would have to run inside them too. Distinct 127.x addresses give every
-//! agent its own listeners with nothing to set up; the agents never rely
-//! on being apart beyond that. An agent's connections to another node
-//! leave from its own host address, so the callee's agent, and its
-//! `ipBlocks` rules, see the caller's host; a test client that needs
-//! another source binds one itself ([`client::connect_from`]).
+//! `--outbound-address`. Distinct 127.x addresses give every agent its own
+//! listeners with nothing to set up, and the services and clients can be
+//! tasks of the test process; the agents never rely on being apart beyond
+//! that. `tests/agent_netns.rs` runs two agents on hosts that are apart,
+//! in network namespaces joined by veth pairs, where the machine allows
+//! it. An agent's connections to another node leave from its own host
+//! address, so the callee's agent, and its `ipBlocks` rules, see the
+//! caller's host; a test client that needs another source binds one
+//! itself ([`client::connect_from`]).
 //!
 //! **Workloads.** One workload per service, in namespace `shop`. On each
 //! of the first two nodes one workload uses the node's address and one
