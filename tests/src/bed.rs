@@ -1,34 +1,38 @@
 //! A test bed of real processes: one `palisade-cp` and three
-//! `palisade-agent`s, each agent on its own host address, and small TCP
+//! `palisade-agent`s, each agent on a host of its own, and small TCP
 //! services behind them, configured only as a user would, through
 //! `palisadectl` and the admin API.
 //!
 //! ```text
-//!   node-a 127.0.0.11          node-b 127.0.0.12           node-c 127.0.0.13
-//!   web-1      (127.0.0.11)    orders-1   (127.0.0.12)     payments-1 (127.0.0.13)
-//!   batch-1    (127.0.11.2)    ledger-1   (127.0.12.2)
+//!   node-a .11             node-b .12              node-c .13
+//!   web-1      (.11)       orders-1   (.12)        payments-1 (.13)
+//!   batch-1    (.21)       ledger-1   (.22)
 //! ```
 //!
-//! **Hosts.** Each agent is a host: its Node's address is a distinct
-//! loopback address, which it passes as `--bind-address` and
-//! `--outbound-address`. Distinct 127.x addresses give every agent its own
-//! listeners with nothing to set up, and the services and clients can be
-//! tasks of the test process; the agents never rely on being apart beyond
-//! that. `tests/agent_netns.rs` runs two agents on hosts that are apart,
-//! in network namespaces joined by veth pairs, where the machine allows
-//! it. An agent's connections to another node leave from its own host
-//! address, so the callee's agent, and its `ipBlocks` rules, see the
-//! caller's host; a test client that needs another source binds one
-//! itself ([`client::connect_from`]).
+//! **Hosts.** Each agent is a host: where the machine allows it, a network
+//! namespace of its own, joined to the others and to the control plane
+//! only by veth pairs to a bridge, with its own loopback; otherwise a
+//! distinct loopback address of the test's namespace ([`network`] says
+//! which, and how they are joined). The Node's address is what the agent
+//! passes as `--bind-address` and `--outbound-address`, so its connections
+//! to another node leave from its host's address, and the callee's agent,
+//! and its `ipBlocks` rules, see the caller's host. The services and the
+//! local callers are tasks of the test process, with their sockets opened
+//! in their host's namespace ([`network::Site`]); strangers call from the
+//! test's own namespace, from its address on the bed's network, or from
+//! another one of its own ([`Bed::stranger`], [`client::connect_from`]).
 //!
 //! **Workloads.** One workload per service, in namespace `shop`. On each
 //! of the first two nodes one workload uses the node's address and one
-//! has an address of its own (Workload `spec.address`), so both ways of
-//! placing listeners are exercised: a workload is reached at its address
-//! (its own, else its node's) on its inbound port, and its outbound
-//! listeners are on that address too, one per port of each service it may
-//! call. Applications listen on `127.0.0.1:<app port>`: they are the echo
-//! servers of [`app`], tasks of the test process.
+//! has a loopback address of its own on its host (Workload
+//! `spec.address`, 127.0.0.21 and .22), so both ways of placing listeners
+//! are exercised. A workload with its own address is reached there, by
+//! workloads of its host, and has its outbound listeners there, one per
+//! port of each service it may call. One without is reached at its node's
+//! address on its inbound port, and has its outbound listeners on its
+//! host's loopback address for them (127.0.0.1 of a namespace, the node's
+//! address on loopback). Applications listen on `127.0.0.1:<app port>` of
+//! their host: they are the echo servers of [`app`].
 //!
 //! **Policy.** [`BASELINE_POLICIES`] (in [`topology`]): orders takes web and batch; ledger
 //! takes orders; payments takes all of `shop` except web, which a DENY
@@ -37,8 +41,9 @@
 //!
 //! **Calls.** A local client calls a service by connecting to its own
 //! workload's outbound listener for that service
-//! ([`Bed::outbound`]); a stranger connects to a workload's inbound port
-//! directly ([`Bed::inbound`], [`client::call_tls`]).
+//! ([`Bed::outbound`]), from its host; a stranger connects to a
+//! workload's inbound port directly ([`Bed::inbound`],
+//! [`Bed::call_direct`]).
 //!
 //! Ports are chosen free by [`ports`]; each agent's files and logs live
 //! in the control plane's temporary directory, removed when the bed is
@@ -47,19 +52,21 @@
 pub mod agent;
 pub mod app;
 pub mod client;
+pub mod network;
 pub mod ports;
 pub mod topology;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{ControlPlane, palisadectl, pb};
-pub use agent::{Agent, Limits, WAIT};
+pub use agent::{Agent, Limits, Place, WAIT};
 pub use app::App;
 pub use client::{Outcome, Session};
+pub use network::{Network, Site};
 pub use topology::{
     BASELINE_POLICIES, BASELINE_ROUTES, Call, Expect, HOSTS, Host, MEMBERS, Member, NAMESPACE,
     TRUST_DOMAIN, allowed, baseline_calls, denied, id, member, no_route, refused_at_handshake,
@@ -87,6 +94,8 @@ pub struct Bed {
     service_ports: BTreeMap<&'static str, u16>,
     inbound_ports: BTreeMap<&'static str, u16>,
     ctl: PathBuf,
+    /// Where the hosts are; the namespaces go after the processes in them.
+    network: Network,
     /// The extra `palisade-cp serve` flags the control plane started with.
     serve_flags: Vec<String>,
     files: AtomicUsize,
@@ -104,42 +113,55 @@ impl Bed {
 
     /// [`start`](Self::start), with these extra `palisade-cp serve` flags.
     pub async fn start_with(limits: Limits, serve_flags: &[&str]) -> Bed {
-        Self::start_configured(limits, serve_flags, None).await
+        Self::start_configured(Network::create(), limits, serve_flags, None).await
     }
 
     /// [`start`](Self::start), with the agent of `node` configured by a
     /// TOML file and a flag that overrides it
     /// ([`Agent::start_from_file`]).
     pub async fn start_with_config_file(limits: Limits, node: &str) -> Bed {
-        Self::start_configured(limits, &[], Some(node)).await
+        Self::start_configured(Network::create(), limits, &[], Some(node)).await
+    }
+
+    /// [`start`](Self::start), with the hosts on loopback addresses of the
+    /// test's namespace whatever the machine allows.
+    pub async fn start_on_loopback(limits: Limits) -> Bed {
+        Self::start_configured(Network::loopback(), limits, &[], None).await
     }
 
     async fn start_configured(
+        network: Network,
         limits: Limits,
         serve_flags: &[&str],
         from_file: Option<&str>,
     ) -> Bed {
-        // The control plane and the services.
-        let mut cp = ControlPlane::init(TRUST_DOMAIN).expect("palisade-cp init");
-        cp.start_with(serve_flags)
+        // The control plane, on the bed's network, and the services.
+        let cp_address = network.control_plane();
+        let server_name = cp_address.to_string();
+        let mut cp = ControlPlane::init_with(TRUST_DOMAIN, &["--server-name", &server_name])
+            .expect("palisade-cp init");
+        cp.start_on_with(SocketAddr::new(cp_address, 0), serve_flags)
             .await
             .expect("starting palisade-cp");
         let ctl = cp.ctl_config();
         let mut apps = BTreeMap::new();
         for member in &MEMBERS {
-            apps.insert(member.service, App::start().await);
+            let app = App::start(network.host(member.host)).await;
+            apps.insert(member.service, app);
         }
 
-        // Ports: service ports free on every workload address, inbound
-        // ports on the workload's own.
-        let addresses: Vec<IpAddr> = MEMBERS.iter().map(|m| m.address().into()).collect();
+        // Ports: service ports free where every workload has its outbound
+        // listeners, inbound ports where the workload is reached.
+        let outbound = |m: &Member| (network.host(m.host), outbound_address(&network, m));
+        let everywhere: Vec<(&Site, IpAddr)> = MEMBERS.iter().map(outbound).collect();
         let service_ports = MEMBERS
             .iter()
-            .map(|m| (m.service, ports::free_on(&addresses)))
+            .map(|m| (m.service, ports::free_at(&everywhere)))
             .collect();
+        let inbound = |m: &Member| (network.host(m.host), inbound_address(&network, m));
         let inbound_ports = MEMBERS
             .iter()
-            .map(|m| (m.service, ports::free_on(&[m.address().into()])))
+            .map(|m| (m.service, ports::free_at(&[inbound(m)])))
             .collect();
         let mut bed = Bed {
             agents: Vec::new(),
@@ -147,6 +169,7 @@ impl Bed {
             service_ports,
             inbound_ports,
             ctl,
+            network,
             serve_flags: serve_flags.iter().map(|&flag| flag.to_owned()).collect(),
             files: AtomicUsize::new(0),
             cp,
@@ -166,15 +189,20 @@ impl Bed {
 
         // The agents, and everything they must serve.
         let bundle = bed.cp.data_dir.join("ca.pem");
-        for host in &HOSTS {
+        for (index, host) in HOSTS.iter().enumerate() {
             let start = match from_file == Some(host.node) {
                 true => Agent::start_from_file,
                 false => Agent::start,
             };
+            let place = Place {
+                site: bed.network.host(index).clone(),
+                address: bed.network.address(host.octet),
+                outbound: bed.network.outbound_address(host.octet),
+            };
             let agent = start(
                 &bed.root(),
                 host.node,
-                host.address,
+                place,
                 bed.cp.address(),
                 &bundle,
                 limits,
@@ -201,13 +229,32 @@ impl Bed {
         self.cp.root.path().to_owned()
     }
 
+    /// Where the hosts are.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The address of the host of `node`.
+    pub fn host_address(&self, node: &str) -> Ipv4Addr {
+        let host = HOSTS.iter().find(|h| h.node == node);
+        let host = host.unwrap_or_else(|| panic!("the bed has no node {node}"));
+        self.network.address(host.octet)
+    }
+
+    /// An address of the test's own that is none of the hosts': where a
+    /// stranger on the bed's network connects from.
+    pub fn stranger(&self) -> IpAddr {
+        self.network.stranger().into()
+    }
+
     /// The Nodes, Services and Workloads, as YAML documents.
     fn resources(&self) -> String {
         let mut yaml = String::new();
         for host in &HOSTS {
             yaml += &format!(
                 "kind: Node\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n---\n",
-                host.node, host.address
+                host.node,
+                self.network.address(host.octet)
             );
         }
         for member in &MEMBERS {
@@ -294,14 +341,20 @@ impl Bed {
 
     /// Where the workload of `service` is reached by other agents.
     pub fn inbound(&self, service: &str) -> SocketAddr {
-        let member = member(service);
-        SocketAddr::new(member.address().into(), self.inbound_ports[service])
+        let address = inbound_address(&self.network, member(service));
+        SocketAddr::new(address, self.inbound_ports[service])
     }
 
     /// Where the workload of `caller` calls `service`: its outbound
     /// listener for the service's port.
     pub fn outbound(&self, caller: &str, service: &str) -> SocketAddr {
-        SocketAddr::new(member(caller).address().into(), self.service_ports[service])
+        let address = outbound_address(&self.network, member(caller));
+        SocketAddr::new(address, self.service_ports[service])
+    }
+
+    /// Where the workload of `service` opens its sockets: its host.
+    fn site_of(&self, service: &str) -> &Site {
+        self.network.host(member(service).host)
     }
 
     /// The echo server behind the workload of `service`.
@@ -324,12 +377,26 @@ impl Bed {
 
     /// Calls `service` from the workload of `caller`.
     pub async fn call(&self, caller: &str, service: &str) -> Outcome {
-        client::call(self.outbound(caller, service)).await
+        client::call(self.site_of(caller), self.outbound(caller, service)).await
+    }
+
+    /// Calls the inbound port of `service` straight over TLS, presenting
+    /// `identity` (a chain and key, PEM) or no certificate, as a stranger
+    /// would: from the test's own namespace, or from the service's host
+    /// when it is reached at a loopback address of its own.
+    pub async fn call_direct(&self, service: &str, identity: Option<(&str, &str)>) -> Outcome {
+        let here = Site::here();
+        let site = match member(service).own_address {
+            Some(_) => self.site_of(service),
+            None => &here,
+        };
+        client::call_tls(site, self.inbound(service), identity).await
     }
 
     /// Opens a connection of `caller` to `service` that stays open.
     pub async fn open(&self, caller: &str, service: &str) -> Session {
-        let session = Session::open(self.outbound(caller, service)).await;
+        let site = self.site_of(caller);
+        let session = Session::open(site, self.outbound(caller, service)).await;
         let session = session.unwrap_or_else(|e| panic!("{caller} -> {service}: {e}"));
         assert_eq!(session.caller, id(caller), "{caller} -> {service}");
         session
@@ -482,6 +549,19 @@ impl Bed {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Where `member` is reached: its own address, else its host's.
+fn inbound_address(network: &Network, member: &Member) -> IpAddr {
+    let host = network.address(HOSTS[member.host].octet);
+    member.own_address.unwrap_or(host).into()
+}
+
+/// Where `member` has its outbound listeners: its own address, else its
+/// host's loopback address for them.
+fn outbound_address(network: &Network, member: &Member) -> IpAddr {
+    let host = network.outbound_address(HOSTS[member.host].octet);
+    member.own_address.unwrap_or(host).into()
 }
 
 /// The line the callee's agent logs when it refuses a call.

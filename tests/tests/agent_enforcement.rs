@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use palisade_tests::bed::{
-    Bed, HOSTS, Limits, NAMESPACE, Outcome, REFUSED_BY_POLICY, allowed, baseline_calls, client,
-    denied, id, no_route, refused_at_handshake,
+    Bed, Limits, NAMESPACE, Outcome, REFUSED_BY_POLICY, allowed, baseline_calls, denied, id,
+    no_route, refused_at_handshake,
 };
 use palisade_tests::identity::{TestNode, join_token};
 use palisade_tests::{ControlPlane, apply};
@@ -61,18 +61,23 @@ async fn foreign_web_identity() -> (String, String) {
 async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused() {
     let (mut bed, (foreign_chain, foreign_key)) =
         tokio::join!(Bed::start(Limits::default()), foreign_web_identity());
-    let orders = bed.inbound("orders");
     let (web_chain, web_key) = bed.workload_identity("web");
     let denied_before = bed.agent("node-c").counter("inbound_denied");
 
     let through_agents = bed.check(&baseline_calls()).await;
     let reached_before = bed.app("orders").connections();
-    let with_web_certificate = client::call_tls(orders, Some((&web_chain, &web_key))).await;
-    let without_certificate = client::call_tls(orders, None).await;
-    let from_elsewhere = client::call_tls(orders, Some((&foreign_chain, &foreign_key))).await;
+    let with_web_certificate = bed
+        .call_direct("orders", Some((&web_chain, &web_key)))
+        .await;
+    let without_certificate = bed.call_direct("orders", None).await;
+    let from_elsewhere = bed
+        .call_direct("orders", Some((&foreign_chain, &foreign_key)))
+        .await;
     let reached = bed.app("orders").callers()[reached_before..].to_vec();
     let ledger_reached = bed.app("ledger").connections();
-    let web_to_ledger = client::call_tls(bed.inbound("ledger"), Some((&web_chain, &web_key))).await;
+    let web_to_ledger = bed
+        .call_direct("ledger", Some((&web_chain, &web_key)))
+        .await;
 
     through_agents.unwrap();
     assert_eq!(
@@ -189,36 +194,32 @@ const WOULD: &str = "policies in audit mode would decide otherwise";
 async fn policies_in_audit_mode_change_no_decision_and_the_agents_log_what_they_would_do() {
     let mut bed = Bed::start(Limits::default()).await;
 
-    // Trials: ledger would take web, the only ALLOW policy that could;
-    // orders would refuse batch, which it takes.
+    // Trials: web would take orders, the only ALLOW policy of web; orders
+    // would refuse batch, which it takes.
     let trials = [
-        Bed::in_audit_mode(&Bed::policy("ledger-trial", "ledger", "ALLOW", &["web"])),
+        Bed::in_audit_mode(&Bed::policy("web-trial", "web", "ALLOW", &["orders"])),
         Bed::in_audit_mode(&Bed::policy("orders-trial", "orders", "DENY", &["batch"])),
     ]
     .concat();
     let revision = bed.apply(&trials);
-    bed.wait_for_revision(&["node-b"], revision).await;
-    bed.wait_for_listeners(&[("web", "ledger")]).await;
+    bed.wait_for_revision(&["node-a", "node-b"], revision).await;
+    bed.wait_for_listeners(&[("orders", "web")]).await;
 
-    // Everything is allowed or refused as before. web -> ledger is still
-    // refused, now by ledger's agent, since a policy mentions web.
+    // Everything is allowed or refused as before. orders -> web is still
+    // refused, now by web's agent, since a policy mentions orders.
     let mut calls = baseline_calls();
-    let unrouted = calls
-        .iter()
-        .position(|c| (c.caller, c.service) == ("web", "ledger"))
-        .unwrap();
-    calls[unrouted] = denied("web", "ledger", "default deny");
+    calls.push(denied("orders", "web", "default deny"));
     bed.check(&calls).await.unwrap();
 
-    let node_b = bed.agent("node-b");
-    let (web, batch) = (caller("web"), caller("batch"));
+    let (orders, web, batch) = (caller("orders"), caller("web"), caller("batch"));
     let would_allow = [
         WOULD,
-        &web,
-        "workload=shop/ledger-1",
-        "decided=deny rule=default deny would=allow would_rule=ledger-trial/0",
+        &orders,
+        "workload=shop/web-1",
+        "decided=deny rule=default deny would=allow would_rule=web-trial/0",
     ];
-    assert_eq!(node_b.wait_for_lines(&would_allow, 1).await, 1);
+    assert_eq!(bed.agent("node-a").wait_for_lines(&would_allow, 1).await, 1);
+    let node_b = bed.agent("node-b");
     let would_deny = [
         WOULD,
         &batch,
@@ -326,7 +327,7 @@ async fn callers_agents_close_their_connections_to_a_revoked_nodes_workloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_block_rule_allows_the_workloads_of_one_host_and_no_one_else() {
     let mut bed = Bed::start(Limits::default()).await;
-    let (node_a, node_b) = (host_address("node-a"), host_address("node-b"));
+    let (node_a, node_b) = (host_address(&bed, "node-a"), host_address(&bed, "node-b"));
 
     // orders takes callers from node-a's address, whoever they are.
     let block = format!("{node_a}/32");
@@ -358,7 +359,7 @@ async fn an_ip_block_rule_allows_the_workloads_of_one_host_and_no_one_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_block_deny_rule_refuses_callers_that_an_identity_rule_allows() {
     let mut bed = Bed::start(Limits::default()).await;
-    let (node_a, node_b) = (host_address("node-a"), host_address("node-b"));
+    let (node_a, node_b) = (host_address(&bed, "node-a"), host_address(&bed, "node-b"));
     let reached_before = bed.app("payments").connections();
     // payments-callers takes all of shop by identity: orders from node-b,
     // batch from node-a.
@@ -397,9 +398,8 @@ fn by_ip_block(name: &str, target: &str, action: &str, block: &str) -> String {
 }
 
 /// The address of the host `node`.
-fn host_address(node: &str) -> IpAddr {
-    let host = HOSTS.iter().find(|h| h.node == node).unwrap();
-    host.address.into()
+fn host_address(bed: &Bed, node: &str) -> IpAddr {
+    bed.host_address(node).into()
 }
 
 /// The source address of each connection that reached `service`'s

@@ -4,7 +4,7 @@
 //! half-open connections from another host on an inbound port.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use palisade_tests::bed::{
@@ -133,9 +133,6 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Option
     }
 }
 
-/// Where the flood comes from: an address that is none of the bed's
-/// hosts.
-const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 99);
 /// How often the flood opens a connection.
 const FLOOD_PACE: Duration = Duration::from_millis(5);
 /// How many of its newest connections the flood keeps open.
@@ -147,11 +144,12 @@ const FLOOD_LASTS: Duration = Duration::from_secs(4);
 /// How long a call may take while the flood goes on.
 const PROMPTLY: Duration = Duration::from_secs(2);
 
-/// Opens connections to `target` from [`FLOODER`] that never send a byte,
+/// Opens connections to `target` from `flooder`, an address of the test's
+/// that is none of the bed's hosts, that never send a byte,
 /// one every [`FLOOD_PACE`], so that every handshake slot the agent frees
 /// is taken again at once; keeps the newest [`FLOOD_HELD`] open until
 /// `stop`, and returns how many it opened.
-async fn flood(target: SocketAddr, mut stop: oneshot::Receiver<()>) -> usize {
+async fn flood(flooder: IpAddr, target: SocketAddr, mut stop: oneshot::Receiver<()>) -> usize {
     let mut held = VecDeque::with_capacity(FLOOD_HELD);
     let mut opened = 0;
     loop {
@@ -159,7 +157,7 @@ async fn flood(target: SocketAddr, mut stop: oneshot::Receiver<()>) -> usize {
             _ = &mut stop => return opened,
             () = tokio::time::sleep(FLOOD_PACE) => {}
         }
-        if let Ok(stream) = client::connect_from(FLOODER, target).await {
+        if let Ok(stream) = client::connect_from(flooder, target).await {
             opened += 1;
             held.push_back(stream);
         }
@@ -197,7 +195,7 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
     // the bed's callers call: each call is made once, and must be prompt.
     let (stop, stopped) = oneshot::channel();
     let flood_ends = Instant::now() + FLOOD_LASTS;
-    let flooding = tokio::spawn(flood(orders, stopped));
+    let flooding = tokio::spawn(flood(bed.stranger(), orders, stopped));
     let crowded = "inbound_source_handshakes_over_limit";
     bed.agent("node-b").wait_for_counter(crowded, 1).await;
     let started = Instant::now();
@@ -417,7 +415,9 @@ async fn certificates_keep_working_without_the_control_plane_until_they_expire_a
     wait_for_more(&mut bed, ISSUED, &issued).await;
     wait_for_calls(&bed, &calls).await;
     let handshakes = bed.agent("node-b").lines_with(&[REFUSED_AT_HANDSHAKE]);
-    let expired = client::call_tls(bed.inbound("orders"), Some((&web.chain, &web.key))).await;
+    let expired = bed
+        .call_direct("orders", Some((&web.chain, &web.key)))
+        .await;
 
     assert_ne!(Held::of(&bed, "web").serial, web.serial);
     assert!(matches!(expired, Outcome::HandshakeFailed(_)), "{expired}");

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_tests::bed::{BASELINE_ROUTES, Bed, Limits, Outcome, WAIT, client};
+use palisade_tests::bed::{BASELINE_ROUTES, Bed, Limits, Outcome, WAIT};
 
 /// The drain deadline of an agent whose connection its client closes in
 /// time: far longer than the test takes.
@@ -81,7 +81,7 @@ async fn a_callee_agent_told_to_stop_refuses_new_calls_and_carries_its_connectio
     // through to orders, but the established connection carries on.
     let signalled = stop_accepting(&mut bed, "node-b").await;
     let through = bed.call("web", "orders").await;
-    let direct = client::call_tls(bed.inbound("orders"), None).await;
+    let direct = bed.call_direct("orders", None).await;
     let before_refusals = established.exchange().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_a_while = established.exchange().await;
@@ -119,7 +119,7 @@ async fn a_caller_agent_told_to_stop_refuses_new_calls_and_carries_its_connectio
     // are gone, but the established connection carries on.
     let signalled = stop_accepting(&mut bed, "node-a").await;
     let through = bed.call("web", "orders").await;
-    let direct = client::call_tls(bed.inbound("web"), None).await;
+    let direct = bed.call_direct("web", None).await;
     let before_refusals = established.exchange().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_a_while = established.exchange().await;

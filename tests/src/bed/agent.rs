@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::network::Site;
 use crate::binary;
 
 /// How long an agent may take to reach a state a test waits for.
@@ -41,14 +42,28 @@ impl Default for Limits {
     }
 }
 
+/// Where an agent runs, and the addresses it binds.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// Where its process runs: its host's namespace, or the test's.
+    pub site: Site,
+    /// Its host address: where it binds inbound listeners, and where its
+    /// connections to other nodes leave from.
+    pub address: Ipv4Addr,
+    /// A loopback address of its host: where it binds the outbound
+    /// listeners of workloads without an address of their own.
+    pub outbound: Ipv4Addr,
+}
+
 /// One agent; killed when dropped.
 pub struct Agent {
     /// Its Node's name.
     pub node: String,
-    /// Its host address: where it binds inbound listeners and the
-    /// outbound listeners of workloads without an address of their own.
+    /// Its host address.
     pub address: Ipv4Addr,
     pub data_dir: PathBuf,
+    /// Where its process runs.
+    site: Site,
     root: PathBuf,
     args: Vec<OsString>,
     child: Option<Child>,
@@ -56,12 +71,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent of `node` at `address`, following the control
-    /// plane at `control_plane`, with its files under `root`.
+    /// Starts the agent of `node` at `place`, following the control plane
+    /// at `control_plane`, with its files under `root`.
     pub fn start(
         root: &Path,
         node: &str,
-        address: Ipv4Addr,
+        place: Place,
         control_plane: SocketAddr,
         trust_bundle: &Path,
         limits: Limits,
@@ -80,9 +95,9 @@ impl Agent {
             "--trust-bundle".into(),
             trust_bundle.into(),
             "--bind-address".into(),
-            address.to_string().into(),
+            place.address.to_string().into(),
             "--outbound-address".into(),
-            address.to_string().into(),
+            place.outbound.to_string().into(),
             "--proxy-protocol".into(),
             "--handshake-timeout-secs".into(),
             limits.handshake_timeout_secs.to_string().into(),
@@ -98,7 +113,7 @@ impl Agent {
         .into_iter()
         .collect();
 
-        Self::launch(root, node, address, args)
+        Self::launch(root, node, place, args)
     }
 
     /// Starts the agent of `node` as [`start`](Self::start) does, with
@@ -108,7 +123,7 @@ impl Agent {
     pub fn start_from_file(
         root: &Path,
         node: &str,
-        address: Ipv4Addr,
+        place: Place,
         control_plane: SocketAddr,
         trust_bundle: &Path,
         limits: Limits,
@@ -121,7 +136,7 @@ impl Agent {
              data_dir = {data_dir:?}\n\
              trust_bundle = {trust_bundle:?}\n\
              bind_address = \"{address}\"\n\
-             outbound_address = \"{address}\"\n\
+             outbound_address = \"{outbound}\"\n\
              proxy_protocol = false\n\
              handshake_timeout_secs = {}\n\
              max_connections = {}\n\
@@ -134,6 +149,8 @@ impl Agent {
             limits.max_handshakes_per_source,
             token = root.join(format!("{node}.token")),
             data_dir = root.join(node),
+            address = place.address,
+            outbound = place.outbound,
         );
         std::fs::write(&file, settings).expect("writing the agent's config file");
 
@@ -143,14 +160,15 @@ impl Agent {
             file.into(),
             "--proxy-protocol".into(),
         ];
-        Self::launch(root, node, address, args.into())
+        Self::launch(root, node, place, args.into())
     }
 
-    fn launch(root: &Path, node: &str, address: Ipv4Addr, args: Vec<OsString>) -> Agent {
+    fn launch(root: &Path, node: &str, place: Place, args: Vec<OsString>) -> Agent {
         let mut agent = Agent {
             node: node.to_owned(),
-            address,
+            address: place.address,
             data_dir: root.join(node),
+            site: place.site,
             root: root.to_owned(),
             args,
             child: None,
@@ -180,7 +198,18 @@ impl Agent {
     fn spawn(&mut self) {
         self.runs += 1;
         let log = std::fs::File::create(self.log_path()).expect("creating the agent log");
-        let child = Command::new(binary("palisade-agent"))
+        let mut command = match self.site.namespace() {
+            None => Command::new(binary("palisade-agent")),
+            Some(namespace) => {
+                // `ip netns exec` runs the agent in place of itself, so the
+                // child is the agent, and signals reach it.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]);
+                command.arg(binary("palisade-agent"));
+                command
+            }
+        };
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", LOG_FILTER)
             .stdout(Stdio::null())
@@ -267,6 +296,11 @@ impl Agent {
     pub fn listens_on(&self, address: SocketAddr) -> bool {
         self.log()
             .contains(&format!("listening address={address} "))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Panics, with the log, if the process has exited.

@@ -1,5 +1,5 @@
 //! The small TCP services behind the agents, run as tasks of the test
-//! process on `127.0.0.1:<app port>`.
+//! process on `127.0.0.1:<app port>` of their host.
 //!
 //! Each is an echo server that trusts its agent the way a real
 //! application would: it first reads the PROXY protocol v2 header the
@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::network::Site;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
@@ -35,7 +37,7 @@ pub const NO_IDENTITY: &str = "<no identity>";
 
 /// One echo server; it stops when dropped.
 pub struct App {
-    /// The port it listens on, on 127.0.0.1.
+    /// The port it listens on, on 127.0.0.1 of its host.
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
@@ -50,10 +52,10 @@ struct Seen {
 }
 
 impl App {
-    /// Starts an echo server on a free port of 127.0.0.1.
-    pub async fn start() -> App {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
+    /// Starts an echo server on a free port of 127.0.0.1 of `host`.
+    pub async fn start(host: &Site) -> App {
+        let listener = host
+            .listen((Ipv4Addr::LOCALHOST, 0).into())
             .expect("binding an application port");
         let port = listener.local_addr().expect("its address").port();
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -1,6 +1,7 @@
 //! The bed's callers: plain TCP clients of an agent's outbound listeners,
-//! as local applications are, and TLS clients that go straight to an
-//! inbound port, as a stranger on the network would.
+//! on the caller's host, as local applications are, and TLS clients that
+//! go straight to an inbound port from the test's own namespace, as a
+//! stranger on the network would.
 //!
 //! A call writes one line and expects two back: the caller identity the
 //! service read from the agent's PROXY header, then the line echoed. A
@@ -12,7 +13,7 @@
 
 use std::fmt;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,11 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
+
+use super::network::Site;
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,9 +65,10 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The TCP connection to `address`, or how the call ended without one.
-async fn connect(address: SocketAddr) -> Result<TcpStream, Outcome> {
-    match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+/// The TCP connection from `site` to `address`, or how the call ended
+/// without one.
+async fn connect(site: &Site, address: SocketAddr) -> Result<TcpStream, Outcome> {
+    match timeout(CONNECT_TIMEOUT, site.connect(address)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => {
             Err(Outcome::NoListener(format!("connect: {error}")))
@@ -87,22 +91,22 @@ fn ended(what: &str, error: &std::io::Error) -> Outcome {
     }
 }
 
-/// Calls the plain TCP listener at `address`.
-pub async fn call(address: SocketAddr) -> Outcome {
-    match connect(address).await {
+/// Calls the plain TCP listener at `address`, from `site`.
+pub async fn call(site: &Site, address: SocketAddr) -> Outcome {
+    match connect(site, address).await {
         Ok(stream) => converse(stream).await,
         Err(outcome) => outcome,
     }
 }
 
-/// Calls the inbound (mTLS) listener at `address` directly, presenting
-/// `identity` (a chain and key, PEM) or no certificate.
-pub async fn call_tls(address: SocketAddr, identity: Option<(&str, &str)>) -> Outcome {
+/// Calls the inbound (mTLS) listener at `address` directly from `site`,
+/// presenting `identity` (a chain and key, PEM) or no certificate.
+pub async fn call_tls(site: &Site, address: SocketAddr, identity: Option<(&str, &str)>) -> Outcome {
     let config = match tls_config(identity) {
         Ok(config) => config,
         Err(error) => return Outcome::Broken(format!("client settings: {error}")),
     };
-    let stream = match connect(address).await {
+    let stream = match connect(site, address).await {
         Ok(stream) => stream,
         Err(outcome) => return outcome,
     };
@@ -178,10 +182,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens a connection to the plain TCP listener at `address` and
-    /// checks that it is answered.
-    pub async fn open(address: SocketAddr) -> Result<Session, String> {
-        let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+    /// Opens a connection from `site` to the plain TCP listener at
+    /// `address` and checks that it is answered.
+    pub async fn open(site: &Site, address: SocketAddr) -> Result<Session, String> {
+        let stream = timeout(CONNECT_TIMEOUT, site.connect(address))
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|error| format!("connect: {error}"))?;
@@ -219,12 +223,10 @@ impl Session {
     }
 }
 
-/// Opens a TCP connection to `address` from the loopback address
-/// `source`, as a host other than the bed's callers would.
-pub async fn connect_from(source: Ipv4Addr, address: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((source, 0)))?;
-    timeout(CONNECT_TIMEOUT, socket.connect(address))
+/// Opens a TCP connection to `address` from `source`, an address of the
+/// test's own namespace, as a host other than the bed's callers would.
+pub async fn connect_from(source: IpAddr, address: SocketAddr) -> std::io::Result<TcpStream> {
+    timeout(CONNECT_TIMEOUT, Site::here().connect_from(source, address))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }

@@ -1,5 +1,7 @@
 //! Who is where in the bed, and what its baseline policies allow: the
 //! hosts, the services and their workloads, and the calls between them.
+//! A host's address is given by its last octet; [`super::network`] says
+//! on which network it is.
 
 use std::net::Ipv4Addr;
 
@@ -12,22 +14,23 @@ pub const NAMESPACE: &str = "shop";
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
     pub node: &'static str,
-    pub address: Ipv4Addr,
+    /// The last octet of its address.
+    pub octet: u8,
 }
 
 /// The three hosts.
 pub const HOSTS: [Host; 3] = [
     Host {
         node: "node-a",
-        address: Ipv4Addr::new(127, 0, 0, 11),
+        octet: 11,
     },
     Host {
         node: "node-b",
-        address: Ipv4Addr::new(127, 0, 0, 12),
+        octet: 12,
     },
     Host {
         node: "node-c",
-        address: Ipv4Addr::new(127, 0, 0, 13),
+        octet: 13,
     },
 ];
 
@@ -37,16 +40,13 @@ pub struct Member {
     pub service: &'static str,
     /// Which of [`HOSTS`] runs it.
     pub host: usize,
-    /// Its own address, when it is not its node's.
+    /// Its own address, a loopback address of its host, when it is not
+    /// reached at its node's: where its inbound and outbound listeners
+    /// are, and where workloads of the same host call it.
     pub own_address: Option<Ipv4Addr>,
 }
 
 impl Member {
-    /// Where it is reached and where its outbound listeners are.
-    pub fn address(&self) -> Ipv4Addr {
-        self.own_address.unwrap_or(HOSTS[self.host].address)
-    }
-
     /// Its workload's name.
     pub fn workload(&self) -> String {
         format!("{}-1", self.service)
@@ -63,7 +63,7 @@ pub const MEMBERS: [Member; 5] = [
     Member {
         service: "batch",
         host: 0,
-        own_address: Some(Ipv4Addr::new(127, 0, 11, 2)),
+        own_address: Some(Ipv4Addr::new(127, 0, 0, 21)),
     },
     Member {
         service: "orders",
@@ -73,7 +73,7 @@ pub const MEMBERS: [Member; 5] = [
     Member {
         service: "ledger",
         host: 1,
-        own_address: Some(Ipv4Addr::new(127, 0, 12, 2)),
+        own_address: Some(Ipv4Addr::new(127, 0, 0, 22)),
     },
     Member {
         service: "payments",
