@@ -23,7 +23,8 @@
 //!
 //! Otherwise, the hosts are distinct loopback addresses of the test's own
 //! namespace (127.0.0.11 and so on, the same last octets), where their
-//! agents' outbound listeners are too, and the bed says so once.
+//! agents' outbound listeners are too, and each bed says why on standard
+//! error.
 //!
 //! A socket stays in the namespace it was made in, whichever thread uses
 //! it later: [`Site::socket`] makes it on a short-lived thread that first
