@@ -43,6 +43,10 @@ pub async fn run(args: &AgentArgs) -> anyhow::Result<()> {
         args.latency_connections > 0,
         "--latency-connections must be at least 1"
     );
+    ensure!(
+        args.latency_rounds > 0,
+        "--latency-rounds must be at least 1"
+    );
     ensure!(args.bulk_rounds > 0, "--bulk-rounds must be at least 1");
     let haproxy_binary = match args.skip_haproxy {
         true => None,
@@ -128,8 +132,8 @@ fn start_haproxy(
     HaproxyPair::start(binary, root, apps, &client, [&echo, &sink])
 }
 
-/// Every load on every route: latency, then the bulk rounds interleaved,
-/// then new connections through the proxies.
+/// Every load on every route: the latency rounds interleaved, then the
+/// bulk rounds interleaved, then new connections through the proxies.
 fn measure(args: &AgentArgs, routes: &[Route]) -> anyhow::Result<Vec<RouteResult>> {
     let mut results: Vec<RouteResult> = routes
         .iter()
@@ -138,14 +142,21 @@ fn measure(args: &AgentArgs, routes: &[Route]) -> anyhow::Result<Vec<RouteResult
 
     let pace = latency::Pace {
         rate: args.rate,
-        duration: args.latency_time(),
+        duration: args.latency_round_time(),
         connections: args.latency_connections,
     };
-    for (route, result) in routes.iter().zip(&mut results) {
-        let run = latency::run(route.echo, pace)
-            .with_context(|| format!("latency through the {}", route.name))?;
-        println!("latency, {}: {} answered", route.name, run.latencies.len());
-        result.latency = Some(run);
+    for round in 0..args.latency_rounds {
+        for (route, result) in routes.iter().zip(&mut results) {
+            let run = latency::run(route.echo, pace)
+                .with_context(|| format!("latency through the {}", route.name))?;
+            println!(
+                "latency {}, {}: {} answered",
+                round + 1,
+                route.name,
+                run.latencies.len()
+            );
+            result.latency.get_or_insert_default().merge(run);
+        }
     }
 
     for round in 0..args.bulk_rounds {

@@ -206,9 +206,13 @@ pub struct AgentArgs {
     /// Requests per second of the open-loop latency runs.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
-    /// How long each latency run sends, in seconds.
+    /// How long each path's latency run sends in all, in seconds.
     #[arg(long, default_value_t = 10)]
     pub latency_secs: u64,
+    /// Rounds each latency run is cut into, interleaved across the paths,
+    /// so that a passing disturbance of the machine falls on all of them.
+    #[arg(long, default_value_t = 5)]
+    pub latency_rounds: u32,
     /// Connections the latency requests are spread over, round-robin.
     #[arg(long, default_value_t = 16)]
     pub latency_connections: usize,
@@ -248,6 +252,11 @@ impl AgentArgs {
     /// `--latency-secs` as a duration.
     pub fn latency_time(&self) -> Duration {
         Duration::from_secs(self.latency_secs)
+    }
+
+    /// How long one round of a latency run sends.
+    pub fn latency_round_time(&self) -> Duration {
+        self.latency_time() / self.latency_rounds.max(1)
     }
 
     /// `--bulk-secs` as a duration.

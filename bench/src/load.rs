@@ -71,7 +71,7 @@ impl Latencies {
         self.samples.len()
     }
 
-    fn merge(&mut self, other: Latencies) {
+    pub fn merge(&mut self, other: Latencies) {
         self.samples.extend(other.samples);
         self.sorted = false;
     }

@@ -50,6 +50,17 @@ pub struct LatencyRun {
     pub first_error: Option<String>,
 }
 
+impl LatencyRun {
+    /// Adds the requests of `other`, a later round of the same load.
+    pub fn merge(&mut self, other: LatencyRun) {
+        self.latencies.merge(other.latencies);
+        self.lag.merge(other.lag);
+        self.sent += other.sent;
+        self.lost += other.lost;
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+}
+
 /// When each request was written, in nanoseconds since the run started;
 /// zero until it is.
 type SentAt = Arc<Vec<AtomicU64>>;

@@ -112,6 +112,16 @@ impl AgentReport {
             "",
             "",
         ]);
+        table.row([
+            &format!(
+                "  in {} rounds of {:.1} s, the paths taking turns",
+                args.latency_rounds,
+                args.latency_round_time().as_secs_f64()
+            ),
+            "",
+            "",
+            "",
+        ]);
         let mut direct = None;
         for route in &mut self.routes {
             let Some(run) = route.latency.as_mut() else {
