@@ -308,22 +308,39 @@ async fn wait_for_more(bed: &mut Bed, text: &str, before: &[usize]) {
     }
 }
 
-/// Calls `service` from `caller` every [`CALL_PACE`] until a call is not
-/// answered; returns when the last answered call was made, when the
-/// refused one was, and how it ended. The refused call must not reach the
-/// service.
-async fn call_until_refused(bed: &Bed, caller: &str, service: &str) -> (f64, f64, Outcome) {
+/// How the calls of [`call_until_refused`] went.
+struct UntilRefused {
+    /// When the last answered call was made.
+    last_answered: f64,
+    /// When the refused one was made, and how it ended.
+    refused_at: f64,
+    refused: Outcome,
+    /// When each call was made that reached the service and was then cut
+    /// before its answer: taken while the certificates were valid, and
+    /// closed as they expired.
+    cut_at: Vec<f64>,
+}
+
+/// Calls `service` from `caller` every [`CALL_PACE`] until a call is
+/// refused: not answered, and never reaching the service.
+async fn call_until_refused(bed: &Bed, caller: &str, service: &str) -> UntilRefused {
     let deadline = Instant::now() + WAIT;
-    let mut last_answered = 0.0;
+    let (mut last_answered, mut cut_at) = (0.0, Vec::new());
     loop {
         let reached = bed.app(service).connections();
         let at = unix_now();
         let outcome = bed.call(caller, service).await;
+        let reached = bed.app(service).connections() > reached;
         match outcome {
             Outcome::Answered { .. } => last_answered = at,
+            _ if reached => cut_at.push(at),
             refused => {
-                assert_eq!(bed.app(service).connections(), reached, "{refused}");
-                return (last_answered, at, refused);
+                return UntilRefused {
+                    last_answered,
+                    refused_at: at,
+                    refused,
+                    cut_at,
+                };
             }
         }
         assert!(
@@ -364,7 +381,7 @@ async fn certificates_keep_working_without_the_control_plane_until_they_expire_a
 
     // The certificates held keep working until they expire, and not after.
     bed.check(&calls).await.unwrap();
-    let (last_answered, refused_at, refused) = call_until_refused(&bed, "web", "orders").await;
+    let until_refused = call_until_refused(&bed, "web", "orders").await;
     let expired_at = web.not_after.min(orders.not_after);
     let last_expiry = held.values().map(|h| h.not_after).fold(0.0, f64::max);
     let settled = Duration::from_secs_f64(last_expiry + EXPIRY_SLACK_SECS - unix_now());
@@ -377,6 +394,12 @@ async fn certificates_keep_working_without_the_control_plane_until_they_expire_a
         after_expiry.push((call.caller, call.service, outcome, reached));
     }
 
+    let UntilRefused {
+        last_answered,
+        refused_at,
+        refused,
+        cut_at,
+    } = until_refused;
     assert!(
         last_answered + 1.0 >= expired_at,
         "last answered {:.1} s before the expiry",
@@ -387,6 +410,14 @@ async fn certificates_keep_working_without_the_control_plane_until_they_expire_a
         "refused ({refused}) {:.1} s after the expiry",
         refused_at - expired_at
     );
+    // A call may be cut at the expiry itself, never well before it.
+    for at in cut_at {
+        let before = expired_at - at;
+        assert!(
+            before <= 1.0,
+            "a call {before:.1} s before the expiry was cut"
+        );
+    }
     for (caller, service, outcome, reached) in &after_expiry {
         let answered = matches!(outcome, Outcome::Answered { .. });
         assert!(
