@@ -63,6 +63,12 @@ pub enum XdsError {
     /// The control plane ended the stream.
     #[error("the control plane closed the stream")]
     Closed,
+    /// The rest of a group of responses did not come in time.
+    #[error("the rest of revision {revision}'s responses did not arrive within {waited:?}")]
+    GroupIncomplete {
+        revision: String,
+        waited: std::time::Duration,
+    },
 }
 
 /// The short name of an agent type, such as `Workload`.

@@ -2,12 +2,15 @@
 //! held, apply the first answer of every type as one change, then each
 //! response as it comes, answering every one with an ACK or a NACK.
 //!
-//! A response is applied together with every response that has already
-//! arrived behind it: the control plane sends one response per type that
-//! changed, back to back, so a revision that changes workloads, policies
-//! and endpoints is most often enforced in one step rather than type by
-//! type. Nothing waits for responses still on the way: the agent cannot
-//! know which types a revision changed.
+//! A change that touches several types comes as a group of responses, one
+//! per type, sent back to back; every response but the group's last says
+//! in `system_version_info` how many more follow (`17+2`, `17+1`, `17`).
+//! Nothing of a group is applied before its last response arrives: the
+//! group, with every response that already arrived behind it, is applied
+//! in one step, so workloads, policies and endpoints of one revision are
+//! never enforced half old and half new. A group cut short by a broken
+//! stream is dropped unanswered; the next stream resumes from what the
+//! agent holds and is sent it again.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -37,8 +40,10 @@ const REQUEST_QUEUE: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gRPC code of a rejection.
 const INVALID_ARGUMENT: i32 = 3;
-/// The most responses applied as one change.
+/// The most responses applied as one change, unless a group needs more.
 const MAX_BATCH: usize = 64;
+/// How long the rest of a group may take once one of its responses came.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a stream ended, and whether it had synced first.
 #[derive(Debug)]
@@ -109,11 +114,12 @@ async fn serve(
                 Err(status) => return Err(XdsError::Stream(describe_status(&status))),
             },
         };
-        let (arrived, ended) = arrived_behind(response, &mut responses).await;
+        let (arrived, ended) = gather(response, &mut responses).await;
         arrived.iter().for_each(log_response);
 
         // Apply them (the first of every type together), then answer.
         let batch = match *synced {
+            _ if arrived.is_empty() => None,
             true => Some(arrived),
             false => initial.add(arrived),
         };
@@ -133,6 +139,57 @@ async fn serve(
             return Err(error);
         }
     }
+}
+
+/// `first` and the responses that already arrived behind it, and, while
+/// the last of them says more of its group follow, the rest of that group;
+/// with why the stream ended, if it did. Responses of a group that the end
+/// cut short are left out.
+async fn gather<S>(
+    first: DeltaDiscoveryResponse,
+    responses: &mut S,
+) -> (Vec<DeltaDiscoveryResponse>, Option<XdsError>)
+where
+    S: Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Unpin,
+{
+    let (mut arrived, mut ended) = arrived_behind(first, responses).await;
+    while ended.is_none() && arrived.last().is_some_and(more_follow) {
+        let next = tokio::time::timeout(GROUP_TIMEOUT, responses.next()).await;
+        match next {
+            Ok(Some(Ok(response))) => {
+                let (more, end) = arrived_behind(response, responses).await;
+                arrived.extend(more);
+                ended = end;
+            }
+            Ok(Some(Err(status))) => ended = Some(XdsError::Stream(describe_status(&status))),
+            Ok(None) => ended = Some(XdsError::Closed),
+            Err(_) => {
+                let revision = arrived.last().map(revision_of).unwrap_or_default();
+                ended = Some(XdsError::GroupIncomplete {
+                    revision: revision.to_owned(),
+                    waited: GROUP_TIMEOUT,
+                });
+            }
+        }
+    }
+
+    let complete = arrived.iter().rposition(|r| !more_follow(r));
+    arrived.truncate(complete.map_or(0, |last| last + 1));
+    (arrived, ended)
+}
+
+/// Whether more responses of `response`'s group follow it.
+fn more_follow(response: &DeltaDiscoveryResponse) -> bool {
+    let following = response.system_version_info.split_once('+');
+    following.is_some_and(|(_, count)| count.parse::<u32>().is_ok_and(|n| n > 0))
+}
+
+/// The revision `response` belongs to, without the count of those following.
+fn revision_of(response: &DeltaDiscoveryResponse) -> &str {
+    let version = response.system_version_info.as_str();
+    version
+        .split_once('+')
+        .map_or(version, |(revision, _)| revision)
 }
 
 /// `first`, and the responses that have already arrived behind it, up to
@@ -188,6 +245,7 @@ async fn open(
 fn log_response(response: &DeltaDiscoveryResponse) {
     tracing::debug!(
         type_url = %response.type_url,
+        version = %response.system_version_info,
         nonce = %response.nonce,
         resources = response.resources.len(),
         removed = response.removed_resources.len(),
@@ -357,6 +415,59 @@ mod tests {
         assert_eq!(nonces(&together), ["1", "2", "3"]);
         assert!(ended.is_none());
         assert_eq!(nonces(&alone), ["4"]);
+    }
+
+    fn version(version: &str) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            type_url: types::WORKLOAD.into(),
+            system_version_info: version.into(),
+            nonce: version.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_response_of_a_group_waits_for_the_rest_of_it() {
+        let (sender, receiver) = mpsc::channel(8);
+        let mut responses = ReceiverStream::new(receiver);
+        let rest = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sender.send(Ok(version("7+1"))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sender.send(Ok(version("7"))).await.unwrap();
+            sender
+        });
+
+        let (group, ended) = gather(version("7+2"), &mut responses).await;
+        let _sender = rest.await.unwrap();
+
+        assert_eq!(nonces(&group), ["7+2", "7+1", "7"]);
+        assert!(ended.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_group_cut_short_by_the_end_of_the_stream_is_left_out() {
+        let (sender, receiver) = mpsc::channel(8);
+        let mut responses = ReceiverStream::new(receiver);
+        for name in ["7", "8+1"] {
+            sender.send(Ok(version(name))).await.unwrap();
+        }
+        drop(sender);
+
+        let (arrived, ended) = gather(version("6"), &mut responses).await;
+
+        assert_eq!(nonces(&arrived), ["6", "7"]);
+        assert!(matches!(ended, Some(XdsError::Closed)), "{ended:?}");
+    }
+
+    #[test]
+    fn only_a_positive_count_after_the_revision_says_more_follow() {
+        assert!(more_follow(&version("12+1")));
+        for bare in ["12", "12+0", "12+", "12+x", ""] {
+            assert!(!more_follow(&version(bare)), "{bare}");
+        }
+        assert_eq!(revision_of(&version("12+3")), "12");
+        assert_eq!(revision_of(&version("12")), "12");
     }
 
     #[tokio::test]

@@ -13,6 +13,13 @@
 //! unsubscribing `*` makes the client forget what only the wildcard gave
 //! it. The first request of each type is always answered, if need be with
 //! an empty response.
+//!
+//! A view change that touches several types is sent as one group, back to
+//! back: `system_version_info` is the view's revision, followed on every
+//! response but the group's last by `+N`, N being how many more of the
+//! group follow. Palisade's agent waits for the bare revision before it
+//! applies anything, so a change is enforced whole; other clients read the
+//! field as the debugging text it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -178,13 +185,25 @@ fn forget_wildcard(state: &mut TypeState) {
     state.held.retain(|name, _| names.contains(name));
 }
 
+/// Sends what changed in every type for the newest view, as one group:
+/// every response but the last says how many more of the group follow.
 async fn push_all(
     context: &mut Context,
     types: &mut BTreeMap<String, TypeState>,
     tx: &Tx,
 ) -> Result<(), Status> {
+    let view = context.current();
+    check_open(&view)?;
+    let mut group = Vec::new();
     for (type_url, state) in types.iter_mut() {
-        push(context, type_url, state, tx, false).await?;
+        group.extend(prepare(context, &view, type_url, state, false));
+    }
+
+    mark_group(&mut group);
+    for response in group {
+        if !send(tx, response).await {
+            return Err(Status::cancelled("the client is gone"));
+        }
     }
     Ok(())
 }
@@ -202,12 +221,32 @@ async fn push(
 ) -> Result<(), Status> {
     let view = context.current();
     check_open(&view)?;
-    let (resources, removed) = difference(&view, type_url, state);
+    let Some(response) = prepare(context, &view, type_url, state, answer_empty) else {
+        return Ok(());
+    };
+
+    if !send(tx, response).await {
+        return Err(Status::cancelled("the client is gone"));
+    }
+    Ok(())
+}
+
+/// The response that brings the client's holdings of the type up to
+/// `view`, recorded as sent, or `None` if nothing changed and no answer is
+/// owed.
+fn prepare(
+    context: &mut Context,
+    view: &View,
+    type_url: &str,
+    state: &mut TypeState,
+    answer_empty: bool,
+) -> Option<DeltaDiscoveryResponse> {
+    let (resources, removed) = difference(view, type_url, state);
     if resources.is_empty() && removed.is_empty() && !answer_empty {
         if let Some(sent) = state.sent.as_mut() {
             context.record_unchanged(type_url, sent, view.revision);
         }
-        return Ok(());
+        return None;
     }
     if answer_empty && view.of(type_url).is_none() {
         tracing::debug!(type_url, "unknown type URL; answering with nothing");
@@ -227,11 +266,22 @@ async fn push(
         ..Default::default()
     };
     state.sent = Some(sent);
+    Some(response)
+}
 
-    if !send(tx, response).await {
-        return Err(Status::cancelled("the client is gone"));
+/// Marks the responses that one view change brings, sent back to back:
+/// each but the last gets `+N` after its revision, N being how many more
+/// follow, so that a client can apply the whole change at once.
+fn mark_group(group: &mut [DeltaDiscoveryResponse]) {
+    let count = group.len();
+    for (index, response) in group.iter_mut().enumerate() {
+        let following = count - index - 1;
+        if following > 0 {
+            response
+                .system_version_info
+                .push_str(&format!("+{following}"));
+        }
     }
-    Ok(())
 }
 
 /// Records what the client will hold once it applies a response carrying

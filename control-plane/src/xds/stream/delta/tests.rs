@@ -149,3 +149,24 @@ fn removed_subscribed_resource_is_reported_once() {
         "reported again: {again:?}"
     );
 }
+
+#[test]
+fn a_group_says_how_many_responses_follow_each_and_its_last_is_the_bare_revision() {
+    let response = |type_url: &str| DeltaDiscoveryResponse {
+        system_version_info: "17".into(),
+        type_url: type_url.into(),
+        ..Default::default()
+    };
+    let mut group = vec![response("a"), response("b"), response("c")];
+    let mut alone = vec![response("a")];
+
+    mark_group(&mut group);
+    mark_group(&mut alone);
+
+    let versions: Vec<&str> = group
+        .iter()
+        .map(|r| r.system_version_info.as_str())
+        .collect();
+    assert_eq!(versions, ["17+2", "17+1", "17"]);
+    assert_eq!(alone[0].system_version_info, "17");
+}
