@@ -6,6 +6,7 @@
 //! judge.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use palisade_tests::bed::{
@@ -136,6 +137,17 @@ async fn allowed_calls_carry_the_verified_caller_and_every_other_call_is_refused
         node_b.wait_for_counter("inbound_handshake_failed", 2).await,
         2
     );
+
+    // Nothing an agent logged, refusals included, holds key material: no
+    // PEM key header and no line of any key in its data directory.
+    for agent in bed.agents() {
+        let log = agent.log();
+        let keys = key_lines(&agent.data_dir);
+        assert!(keys.len() >= 2, "{}: node and workload keys", agent.node);
+        assert!(!log.contains("PRIVATE KEY"), "{}", agent.node);
+        let leaked: Vec<&String> = keys.iter().filter(|l| log.contains(*l)).collect();
+        assert!(leaked.is_empty(), "{}: key lines in the log", agent.node);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,10 +166,34 @@ async fn a_policy_change_reaches_every_agent_and_closes_the_connections_it_no_lo
         Bed::policy("web-callers", "web", "ALLOW", &["orders"]),
     ]
     .concat();
+    let mark = bed.agent("node-b").log().len();
     let revision = bed.apply(&change);
     bed.wait_for_revision(&["node-a", "node-b", "node-c"], revision)
         .await;
     bed.wait_for_listeners(&[("orders", "web")]).await;
+
+    // node-b's part of the change is in two types, orders' policies and
+    // web's endpoints: they came as one group and were applied in one step.
+    let since = bed.agent("node-b").log()[mark..].to_owned();
+    let versions: Vec<&str> = since
+        .lines()
+        .filter(|l| l.contains("xDS response"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("version=")))
+        .collect();
+    let group = [
+        format!("version={revision}+1"),
+        format!("version={revision}"),
+    ];
+    assert_eq!(versions, group, "{since}");
+    let applied: Vec<&str> = since
+        .lines()
+        .filter(|l| l.contains("configuration applied"))
+        .collect();
+    assert_eq!(applied.len(), 1, "{since}");
+    assert!(
+        applied[0].contains(&format!("revision={revision} ")),
+        "{since}"
+    );
 
     web_to_orders.closed_within(CLOSE_WITHIN).await.unwrap();
     ledger_to_payments
@@ -412,4 +448,24 @@ fn sources_since(bed: &Bed, service: &str, from: usize) -> Vec<Option<IpAddr>> {
 /// How an agent's access log names the caller `service`.
 fn caller(service: &str) -> String {
     format!("caller={}", id(service))
+}
+
+/// The base64 lines of every private key file (`*key*.pem`) under `dir`.
+fn key_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(path);
+            } else if name.contains("key") && name.ends_with(".pem") {
+                let pem = std::fs::read_to_string(&path).unwrap();
+                let body = pem.lines().filter(|l| !l.starts_with("-----"));
+                lines.extend(body.map(str::to_owned));
+            }
+        }
+    }
+    lines
 }
