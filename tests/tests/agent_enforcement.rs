@@ -423,6 +423,43 @@ async fn an_ip_block_deny_rule_refuses_callers_that_an_identity_rule_allows() {
     assert_eq!(sources, [Some(node_a)], "only batch reached payments");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_rule_allows_callers_only_on_the_service_port_it_names() {
+    let mut bed = Bed::start(Limits::default()).await;
+    let port = bed.outbound("orders", "ledger").port();
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    let (orders_chain, orders_key) = bed.workload_identity("orders");
+
+    // ledger takes orders on another port only: a call with orders'
+    // certificate completes the handshake and is refused by default deny.
+    let revision = bed.apply(&on_port("ledger-callers", "ledger", "orders", other));
+    bed.wait_for_revision(&["node-b"], revision).await;
+    let reached = bed.app("ledger").connections();
+    let refused = bed
+        .call_direct("ledger", Some((&orders_chain, &orders_key)))
+        .await;
+    assert!(matches!(refused, Outcome::Closed(_)), "{refused}");
+    assert_eq!(bed.app("ledger").connections(), reached);
+    let by_default = [REFUSED_BY_POLICY, &caller("orders"), "rule=default deny "];
+    assert_eq!(bed.agent("node-b").wait_for_lines(&by_default, 1).await, 1);
+
+    // On ledger's own port, orders is taken again.
+    let revision = bed.apply(&on_port("ledger-callers", "ledger", "orders", port));
+    bed.wait_for_revision(&["node-b"], revision).await;
+    bed.check(&[allowed("orders", "ledger")]).await.unwrap();
+}
+
+/// An ALLOW policy for `target` taking `caller` on `port` only.
+fn on_port(name: &str, target: &str, caller: &str, port: u16) -> String {
+    format!(
+        "kind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
+         spec:\n  targetService: {target}\n  rules:\n\
+         \x20   - from: [{{identities: [\"{}\"]}}]\n\
+         \x20     to: [{{ports: [{port}]}}]\n",
+        id(caller)
+    )
+}
+
 /// An AuthorizationPolicy document for `target` with one rule whose only
 /// source is the address block `block`; `action` is ALLOW or DENY.
 fn by_ip_block(name: &str, target: &str, action: &str, block: &str) -> String {
