@@ -27,9 +27,9 @@ pub struct Counters {
     /// Inbound connections closed at once because their source address
     /// had too many handshakes in progress.
     pub inbound_source_handshakes_over_limit: AtomicU64,
-    /// Inbound connections closed at once because their listener had too
-    /// many handshakes in progress.
-    pub inbound_handshakes_over_limit: AtomicU64,
+    /// Inbound handshakes given up because their listener's slots were
+    /// full and a newer connection took the oldest one's.
+    pub inbound_handshakes_evicted: AtomicU64,
     /// Connections closed at once because their listener was full, inbound
     /// and outbound.
     pub over_limit: AtomicU64,
@@ -75,8 +75,8 @@ impl Counters {
                 &self.inbound_source_handshakes_over_limit,
             ),
             (
-                "inbound_handshakes_over_limit",
-                &self.inbound_handshakes_over_limit,
+                "inbound_handshakes_evicted",
+                &self.inbound_handshakes_evicted,
             ),
             ("over_limit", &self.over_limit),
             ("outbound_connected", &self.outbound_connected),

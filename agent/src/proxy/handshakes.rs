@@ -1,11 +1,15 @@
 //! Limits on inbound TLS handshakes in progress. A connection holds a
 //! handshake slot from accept until its handshake ends, by success,
-//! failure or timeout. Each listener has [`Settings::max_handshakes`]
-//! slots, and one source may hold at most
+//! failure, timeout or eviction. Each listener has
+//! [`Settings::max_handshakes`] slots, and one source may hold at most
 //! [`Settings::max_handshakes_per_source`] of them; a connection beyond
-//! either is closed at once. A flood of half-open connections from one
-//! address then takes a few slots for the handshake timeout, and callers
-//! from other addresses still find room.
+//! its source's share is closed at once. A connection that finds every
+//! slot of the listener taken gets the slot of the oldest handshake still
+//! in progress, which is told to give up. A flood of half-open connections
+//! from one address then takes a few slots for the handshake timeout; a
+//! flood from many addresses keeps turning its own oldest connections
+//! out; and a caller that completes its handshake promptly finds room
+//! either way.
 //!
 //! An IPv6 source is counted by its /64 prefix, the smallest block a host
 //! is usually given.
@@ -13,17 +17,17 @@
 //! [`Settings::max_handshakes`]: super::Settings::max_handshakes
 //! [`Settings::max_handshakes_per_source`]: super::Settings::max_handshakes_per_source
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
 
 /// Why a connection found no handshake slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Crowded {
     #[error("too many handshakes in progress from this source")]
     Source,
-    #[error("too many handshakes in progress on this listener")]
-    Listener,
 }
 
 /// The handshake slots of one listener.
@@ -34,18 +38,28 @@ pub struct HandshakeLimit {
     held: Arc<Mutex<Held>>,
 }
 
-/// The slots taken: in all, and by source. A source with none has no
-/// entry, so the map holds at most `per_listener` entries.
+/// The slots taken, oldest first, and how many each source holds. A
+/// source with none has no entry, so the maps hold at most `per_listener`
+/// entries each.
 #[derive(Debug, Default)]
 struct Held {
-    total: usize,
+    next: u64,
+    in_progress: BTreeMap<u64, Taken>,
     by_source: HashMap<IpAddr, usize>,
+}
+
+/// A slot as the listener sees it: whose, and how to tell it to give up.
+#[derive(Debug)]
+struct Taken {
+    source: IpAddr,
+    evict: oneshot::Sender<()>,
 }
 
 /// One handshake's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Slot {
-    source: IpAddr,
+    id: u64,
+    evicted: oneshot::Receiver<()>,
     held: Arc<Mutex<Held>>,
 }
 
@@ -59,7 +73,8 @@ impl HandshakeLimit {
         }
     }
 
-    /// Takes a slot for a handshake from `address`.
+    /// Takes a slot for a handshake from `address`, evicting the oldest
+    /// handshake in progress if the listener has no slot free.
     pub fn enter(&self, address: IpAddr) -> Result<Slot, Crowded> {
         let source = source_of(address);
         let mut held = lock(&self.held);
@@ -67,28 +82,55 @@ impl HandshakeLimit {
         if from_source >= self.per_source {
             return Err(Crowded::Source);
         }
-        if held.total >= self.per_listener {
-            return Err(Crowded::Listener);
+        while held.in_progress.len() >= self.per_listener.max(1) {
+            held.evict_oldest();
         }
 
-        held.total += 1;
-        held.by_source.insert(source, from_source + 1);
+        let id = held.next;
+        held.next += 1;
+        let (evict, evicted) = oneshot::channel();
+        held.in_progress.insert(id, Taken { source, evict });
+        *held.by_source.entry(source).or_default() += 1;
         Ok(Slot {
-            source,
+            id,
+            evicted,
             held: self.held.clone(),
         })
+    }
+}
+
+impl Held {
+    fn evict_oldest(&mut self) {
+        if let Some((_, taken)) = self.in_progress.pop_first() {
+            self.release(taken.source);
+            let _ = taken.evict.send(());
+        }
+    }
+
+    fn release(&mut self, source: IpAddr) {
+        if let Some(count) = self.by_source.get_mut(&source) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_source.remove(&source);
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Resolves once a newer connection took this slot; never otherwise.
+    pub async fn evicted(&mut self) {
+        if (&mut self.evicted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = lock(&self.held);
-        held.total = held.total.saturating_sub(1);
-        if let Some(count) = held.by_source.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                held.by_source.remove(&self.source);
-            }
+        if let Some(taken) = held.in_progress.remove(&self.id) {
+            held.release(taken.source);
         }
     }
 }
@@ -131,15 +173,45 @@ mod tests {
     }
 
     #[test]
-    fn the_listener_takes_at_most_its_total() {
+    fn a_full_listener_gives_the_oldest_handshakes_slot_to_a_new_one() {
         let limit = HandshakeLimit::new(2, 2);
 
-        let _a = limit.enter(ip("10.0.0.1")).unwrap();
-        let b = limit.enter(ip("10.0.0.2")).unwrap();
+        let mut oldest = limit.enter(ip("10.0.0.1")).unwrap();
+        let mut second = limit.enter(ip("10.0.0.2")).unwrap();
+        let mut third = limit.enter(ip("10.0.0.3")).unwrap();
 
-        assert_eq!(limit.enter(ip("10.0.0.3")).unwrap_err(), Crowded::Listener);
-        drop(b);
-        assert!(limit.enter(ip("10.0.0.3")).is_ok());
+        assert!(oldest.evicted.try_recv().is_ok(), "the oldest gives way");
+        assert!(second.evicted.try_recv().is_err());
+        assert!(third.evicted.try_recv().is_err());
+        let held = lock(&limit.held);
+        assert_eq!(held.in_progress.len(), 2);
+        assert!(!held.by_source.contains_key(&ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn an_evicted_slot_dropped_later_frees_nothing_twice() {
+        let limit = HandshakeLimit::new(1, 1);
+
+        let evicted = limit.enter(ip("10.0.0.1")).unwrap();
+        let newer = limit.enter(ip("10.0.0.2")).unwrap();
+        drop(evicted);
+
+        let held = lock(&limit.held);
+        assert_eq!(held.in_progress.len(), 1);
+        assert_eq!(held.by_source.get(&ip("10.0.0.2")), Some(&1));
+        drop(held);
+        drop(newer);
+        assert!(lock(&limit.held).in_progress.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_slot_still_held_is_not_told_to_give_up() {
+        let limit = HandshakeLimit::new(2, 2);
+        let mut slot = limit.enter(ip("10.0.0.1")).unwrap();
+
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), slot.evicted());
+
+        assert!(waited.await.is_err());
     }
 
     #[test]
@@ -149,7 +221,7 @@ mod tests {
         drop(limit.enter(ip("10.0.0.1")).unwrap());
 
         let held = lock(&limit.held);
-        assert_eq!(held.total, 0);
+        assert!(held.in_progress.is_empty());
         assert!(held.by_source.is_empty());
     }
 

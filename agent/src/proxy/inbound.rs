@@ -87,12 +87,12 @@ impl Inbound {
         acceptor: TlsAcceptor,
         (_permit, slot): Admission,
     ) {
-        let slot = match slot {
+        let mut slot = match slot {
             Ok(slot) => slot,
             Err(crowded) => return self.crowded(crowded),
         };
         let reached = stream.local_addr().unwrap_or(self.listen);
-        let handshake = self.handshake(stream, peer, acceptor).await;
+        let handshake = self.handshake(stream, peer, acceptor, &mut slot).await;
         drop(slot);
         let Some((tls, established)) = handshake else {
             return;
@@ -123,13 +123,14 @@ impl Inbound {
         self.carry(tls, app, &caller, &admitted).await;
     }
 
-    /// The TLS handshake, bounded by the handshake timeout, and the caller
-    /// it names.
+    /// The TLS handshake, bounded by the handshake timeout and given up if
+    /// a newer connection takes its `slot`, and the caller it names.
     async fn handshake(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         acceptor: TlsAcceptor,
+        slot: &mut Slot,
     ) -> Option<(TlsStream<TcpStream>, InboundConnection)> {
         let counters = &self.context.counters;
         let anchors = self.context.trust.get().anchors.clone();
@@ -137,7 +138,17 @@ impl Inbound {
 
         let mut accept = pin!(presented::watch(acceptor.accept(stream)));
         let handshake = timeout(self.context.settings.handshake_timeout, accept.as_mut());
-        let outcome = handshake.await;
+        let outcome = tokio::select! {
+            outcome = handshake => outcome,
+            () = slot.evicted() => {
+                Counters::bump(&counters.inbound_handshakes_evicted);
+                tracing::debug!(
+                    workload = %self.workload,
+                    "TLS handshake given up: a newer connection took its slot"
+                );
+                return None;
+            }
+        };
         let tls = match outcome {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
@@ -198,7 +209,6 @@ impl Inbound {
         let counters = &self.context.counters;
         match crowded {
             Crowded::Source => Counters::bump(&counters.inbound_source_handshakes_over_limit),
-            Crowded::Listener => Counters::bump(&counters.inbound_handshakes_over_limit),
         }
         tracing::debug!(workload = %self.workload, reason = %crowded, "connection closed at once");
     }
