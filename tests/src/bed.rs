@@ -247,6 +247,14 @@ impl Bed {
         self.network.stranger().into()
     }
 
+    /// Addresses of the test's own that are none of the hosts', the
+    /// [`stranger`](Self::stranger)'s first: where several strangers on
+    /// the bed's network connect from.
+    pub fn strangers(&self) -> Vec<IpAddr> {
+        let strangers = self.network.strangers().into_iter();
+        strangers.map(IpAddr::from).collect()
+    }
+
     /// The Nodes, Services and Workloads, as YAML documents.
     fn resources(&self) -> String {
         let mut yaml = String::new();

@@ -1,7 +1,8 @@
 //! The agents under stress (see `palisade_tests::bed`): the control plane
 //! killed, an agent restarted without it, certificates that expire while
-//! it is gone, and hostile bytes, stalled handshakes and a flood of
-//! half-open connections from another host on an inbound port.
+//! it is gone, and hostile bytes, stalled handshakes and floods of
+//! half-open connections on an inbound port, from one other host and from
+//! many.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -135,6 +136,11 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Option
 
 /// How often the flood opens a connection.
 const FLOOD_PACE: Duration = Duration::from_millis(5);
+/// How often each source of the flood from many sources opens a
+/// connection: together they open one every few milliseconds, so that a
+/// caller's handshake is done well before as many newer connections as
+/// the listener has slots come in behind it.
+const MANY_SOURCES_PACE: Duration = Duration::from_millis(40);
 /// How many of its newest connections the flood keeps open.
 const FLOOD_HELD: usize = 500;
 /// How long the flood lasts at least: several handshake timeouts, so that
@@ -145,17 +151,22 @@ const FLOOD_LASTS: Duration = Duration::from_secs(4);
 const PROMPTLY: Duration = Duration::from_secs(2);
 
 /// Opens connections to `target` from `flooder`, an address of the test's
-/// that is none of the bed's hosts, that never send a byte,
-/// one every [`FLOOD_PACE`], so that every handshake slot the agent frees
-/// is taken again at once; keeps the newest [`FLOOD_HELD`] open until
-/// `stop`, and returns how many it opened.
-async fn flood(flooder: IpAddr, target: SocketAddr, mut stop: oneshot::Receiver<()>) -> usize {
+/// that is none of the bed's hosts, that never send a byte, one every
+/// `pace` ([`FLOOD_PACE`] takes every handshake slot the agent frees again
+/// at once); keeps the newest [`FLOOD_HELD`] open until `stop`, and
+/// returns how many it opened.
+async fn flood(
+    flooder: IpAddr,
+    target: SocketAddr,
+    pace: Duration,
+    mut stop: oneshot::Receiver<()>,
+) -> usize {
     let mut held = VecDeque::with_capacity(FLOOD_HELD);
     let mut opened = 0;
     loop {
         tokio::select! {
             _ = &mut stop => return opened,
-            () = tokio::time::sleep(FLOOD_PACE) => {}
+            () = tokio::time::sleep(pace) => {}
         }
         if let Ok(stream) = client::connect_from(flooder, target).await {
             opened += 1;
@@ -195,7 +206,7 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
     // the bed's callers call: each call is made once, and must be prompt.
     let (stop, stopped) = oneshot::channel();
     let flood_ends = Instant::now() + FLOOD_LASTS;
-    let flooding = tokio::spawn(flood(bed.stranger(), orders, stopped));
+    let flooding = tokio::spawn(flood(bed.stranger(), orders, FLOOD_PACE, stopped));
     let crowded = "inbound_source_handshakes_over_limit";
     bed.agent("node-b").wait_for_counter(crowded, 1).await;
     let started = Instant::now();
@@ -253,6 +264,66 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
             .any(|c| c == app::NO_HEADER),
         "garbage reached the application"
     );
+    bed.check(&baseline_calls()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_flood_from_many_sources_gives_way_to_callers_that_complete_their_handshakes() {
+    // Handshakes time out only after a minute: a slot the flood holds is
+    // freed only by a newer connection taking it.
+    let limits = Limits {
+        handshake_timeout_secs: 60,
+        max_connections: 256,
+        max_handshakes: 32,
+        max_handshakes_per_source: 8,
+    };
+    let mut bed = Bed::start(limits).await;
+    let orders = bed.inbound("orders");
+    let strangers = bed.strangers();
+    assert!(strangers.len() * limits.max_handshakes_per_source > limits.max_handshakes);
+
+    // Every stranger keeps its share of slots full, and together they
+    // hold more than the listener has.
+    let mut stops = Vec::new();
+    let mut floods = Vec::new();
+    for stranger in strangers {
+        let (stop, stopped) = oneshot::channel();
+        stops.push(stop);
+        let flooding = flood(stranger, orders, MANY_SOURCES_PACE, stopped);
+        floods.push(tokio::spawn(flooding));
+    }
+    let evicted = "inbound_handshakes_evicted";
+    bed.agent("node-b").wait_for_counter(evicted, 1).await;
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = bed.call("web", "orders").await;
+        during.push((outcome, started.elapsed()));
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    let mut opened = 0;
+    for flood in floods {
+        opened += flood.await.unwrap();
+    }
+
+    for (outcome, took) in &during {
+        let answered = Outcome::Answered { caller: id("web") };
+        assert_eq!(*outcome, answered, "web -> orders during the flood");
+        assert!(
+            *took < PROMPTLY,
+            "web -> orders took {took:?} during the flood"
+        );
+    }
+    let node_b = bed.agent("node-b");
+    node_b.assert_running();
+    let evictions = node_b.counter(evicted) as usize;
+    assert!(
+        evictions > 0 && evictions < opened,
+        "{evictions} of {opened} flood connections given up"
+    );
+    assert_eq!(node_b.lines_with(&["TLS handshake timed out"]), 0);
     bed.check(&baseline_calls()).await.unwrap();
 }
 

@@ -10,7 +10,7 @@
 //! through.
 //!
 //! ```text
-//!   test process, control plane  10.252.N.1   a stranger  10.252.N.99
+//!   test process, control plane  10.252.N.1   strangers  10.252.N.99-104
 //!                │ veth
 //!   bridge  (namespace palisade-bed-<pid>-<N>-net)
 //!      │ veth             │ veth             │ veth
@@ -49,6 +49,8 @@ const PREFIX: &str = "palisade-bed-";
 const HERE: u8 = 1;
 /// The last octet of an address of the test's that is none of the hosts'.
 const STRANGER: u8 = 99;
+/// How many such addresses the test has, from [`STRANGER`] up.
+const STRANGERS: u8 = 6;
 
 /// The subnets (10.252.N.0/24) that beds of this process hold or held.
 static SUBNETS: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
@@ -146,6 +148,14 @@ impl Network {
         self.address(STRANGER)
     }
 
+    /// Every address of the test's that is none of the hosts', the
+    /// [`stranger`](Self::stranger)'s first: where several strangers
+    /// connect from.
+    pub fn strangers(&self) -> Vec<Ipv4Addr> {
+        let octets = STRANGER..STRANGER + STRANGERS;
+        octets.map(|octet| self.address(octet)).collect()
+    }
+
     /// Where the test opens sockets as the host at `index` of [`HOSTS`].
     pub fn host(&self, index: usize) -> &Site {
         &self.hosts[index]
@@ -162,7 +172,7 @@ impl Network {
     }
 
     /// Makes the bridge, and joins the test's namespace to it with the
-    /// control plane's and the stranger's addresses.
+    /// control plane's and the strangers' addresses.
     fn join_test_namespace(&self, bridge: &str, subnet: u8) -> Result<(), String> {
         ip(&["-n", bridge, "link", "add", "switch", "type", "bridge"])?;
         ip(&["-n", bridge, "link", "set", "switch", "up"])?;
@@ -174,7 +184,7 @@ impl Network {
         ip(&[
             "-n", bridge, "link", "set", "test", "master", "switch", "up",
         ])?;
-        for octet in [HERE, STRANGER] {
+        for octet in [HERE].into_iter().chain(STRANGER..STRANGER + STRANGERS) {
             let address = format!("{}/24", self.address(octet));
             ip(&["addr", "add", &address, "dev", &outside])?;
         }
