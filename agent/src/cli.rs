@@ -85,8 +85,8 @@ struct RunArgs {
     /// Connections one listener holds at once [default: 10000].
     #[arg(long, env = "PALISADE_AGENT_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// TLS handshakes one inbound listener has in progress at once; more
-    /// connections are closed at once [default: 1024].
+    /// TLS handshakes one inbound listener has in progress at once; a
+    /// connection beyond them takes the oldest one's place [default: 1024].
     #[arg(long, env = "PALISADE_AGENT_MAX_HANDSHAKES")]
     max_handshakes: Option<usize>,
     /// Of those, how many one source address (an IPv6 /64) may have

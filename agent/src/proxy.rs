@@ -96,7 +96,8 @@ pub struct Settings {
     /// it are accepted and closed at once. Zero refuses every connection.
     pub max_connections: usize,
     /// The most TLS handshakes one inbound listener has in progress at
-    /// once; connections beyond it are closed at once.
+    /// once; a connection beyond it takes the oldest handshake's slot,
+    /// and that handshake is given up.
     pub max_handshakes: usize,
     /// The most of those that one source address (an IPv6 /64) may have,
     /// so that a flood from one source leaves room for other callers.
