@@ -178,6 +178,31 @@ async fn flood(
     }
 }
 
+/// Three calls of orders by web, one after another, each with how long
+/// it took.
+async fn calls_from_web_to_orders(bed: &Bed) -> Vec<(Outcome, Duration)> {
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = bed.call("web", "orders").await;
+        calls.push((outcome, started.elapsed()));
+    }
+    calls
+}
+
+/// Asserts that every one of `calls` was answered with web's identity
+/// within [`PROMPTLY`].
+fn assert_answered_promptly(calls: &[(Outcome, Duration)]) {
+    for (outcome, took) in calls {
+        let answered = Outcome::Answered { caller: id("web") };
+        assert_eq!(*outcome, answered, "web -> orders during the flood");
+        assert!(
+            *took < PROMPTLY,
+            "web -> orders took {took:?} during the flood"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_nor_its_other_callers()
  {
@@ -214,12 +239,7 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
         .check(&[allowed("orders", "ledger"), allowed("orders", "payments")])
         .await;
     let elsewhere_took = started.elapsed();
-    let mut during = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let outcome = bed.call("web", "orders").await;
-        during.push((outcome, started.elapsed()));
-    }
+    let during = calls_from_web_to_orders(&bed).await;
     tokio::time::sleep_until(flood_ends.into()).await;
     let _ = stop.send(());
     let opened = flooding.await.unwrap();
@@ -236,14 +256,7 @@ async fn garbage_stalled_handshakes_and_half_open_floods_neither_stop_an_agent_n
         elsewhere_took < Duration::from_secs(5),
         "{elsewhere_took:?}"
     );
-    for (outcome, took) in &during {
-        let answered = Outcome::Answered { caller: id("web") };
-        assert_eq!(*outcome, answered, "web -> orders during the flood");
-        assert!(
-            *took < PROMPTLY,
-            "web -> orders took {took:?} during the flood"
-        );
-    }
+    assert_answered_promptly(&during);
 
     // The flood's excess was closed at once, and the connections that held
     // its slots, like the stalled one, timed out.
@@ -294,12 +307,7 @@ async fn a_half_open_flood_from_many_sources_gives_way_to_callers_that_complete_
     }
     let evicted = "inbound_handshakes_evicted";
     bed.agent("node-b").wait_for_counter(evicted, 1).await;
-    let mut during = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let outcome = bed.call("web", "orders").await;
-        during.push((outcome, started.elapsed()));
-    }
+    let during = calls_from_web_to_orders(&bed).await;
     for stop in stops {
         let _ = stop.send(());
     }
@@ -308,14 +316,7 @@ async fn a_half_open_flood_from_many_sources_gives_way_to_callers_that_complete_
         opened += flood.await.unwrap();
     }
 
-    for (outcome, took) in &during {
-        let answered = Outcome::Answered { caller: id("web") };
-        assert_eq!(*outcome, answered, "web -> orders during the flood");
-        assert!(
-            *took < PROMPTLY,
-            "web -> orders took {took:?} during the flood"
-        );
-    }
+    assert_answered_promptly(&during);
     let node_b = bed.agent("node-b");
     node_b.assert_running();
     let evictions = node_b.counter(evicted) as usize;
