@@ -114,7 +114,10 @@ async fn serve(
                 Err(status) => return Err(XdsError::Stream(describe_status(&status))),
             },
         };
-        let (arrived, ended) = gather(response, &mut responses).await;
+        let (arrived, ended) = tokio::select! {
+            () = stopped(shutdown) => return Ok(EndReason::Shutdown),
+            gathered = gather(response, &mut responses) => gathered,
+        };
         arrived.iter().for_each(log_response);
 
         // Apply them (the first of every type together), then answer.
@@ -155,21 +158,21 @@ where
     let (mut arrived, mut ended) = arrived_behind(first, responses).await;
     while ended.is_none() && arrived.last().is_some_and(more_follow) {
         let next = tokio::time::timeout(GROUP_TIMEOUT, responses.next()).await;
-        match next {
-            Ok(Some(Ok(response))) => {
+        let Ok(next) = next else {
+            let revision = arrived.last().map(revision_of).unwrap_or_default();
+            ended = Some(XdsError::GroupIncomplete {
+                revision: revision.to_owned(),
+                waited: GROUP_TIMEOUT,
+            });
+            break;
+        };
+        match received(next) {
+            Ok(response) => {
                 let (more, end) = arrived_behind(response, responses).await;
                 arrived.extend(more);
                 ended = end;
             }
-            Ok(Some(Err(status))) => ended = Some(XdsError::Stream(describe_status(&status))),
-            Ok(None) => ended = Some(XdsError::Closed),
-            Err(_) => {
-                let revision = arrived.last().map(revision_of).unwrap_or_default();
-                ended = Some(XdsError::GroupIncomplete {
-                    revision: revision.to_owned(),
-                    waited: GROUP_TIMEOUT,
-                });
-            }
+            Err(error) => ended = Some(error),
         }
     }
 
@@ -208,15 +211,23 @@ where
             next = responses.next() => next,
             () = std::future::ready(()) => break,
         };
-        match next {
-            Some(Ok(response)) => arrived.push(response),
-            Some(Err(status)) => {
-                return (arrived, Some(XdsError::Stream(describe_status(&status))));
-            }
-            None => return (arrived, Some(XdsError::Closed)),
+        match received(next) {
+            Ok(response) => arrived.push(response),
+            Err(error) => return (arrived, Some(error)),
         }
     }
     (arrived, None)
+}
+
+/// What the stream yielded: a response, or why it ended.
+fn received(
+    next: Option<Result<DeltaDiscoveryResponse, Status>>,
+) -> Result<DeltaDiscoveryResponse, XdsError> {
+    match next {
+        Some(Ok(response)) => Ok(response),
+        Some(Err(status)) => Err(XdsError::Stream(describe_status(&status))),
+        None => Err(XdsError::Closed),
+    }
 }
 
 type Requests = mpsc::Sender<DeltaDiscoveryRequest>;
