@@ -113,6 +113,9 @@ pub struct ControlPlane {
     /// By address: the endpoint last built and the material it was built
     /// with.
     endpoints: Arc<Mutex<Vec<Option<BuiltEndpoint>>>>,
+    /// Counts the connections made, so that tasks waiting to retry learn
+    /// that the control plane answers again.
+    reached: Arc<watch::Sender<u64>>,
 }
 
 /// An endpoint and the material it presents and trusts.
@@ -133,6 +136,7 @@ impl ControlPlane {
             server_name,
             material,
             endpoints: Arc::new(Mutex::new(endpoints)),
+            reached: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -149,6 +153,11 @@ impl ControlPlane {
     /// Follows the TLS material as it changes.
     pub fn watch_material(&self) -> watch::Receiver<Arc<TlsMaterial>> {
         self.material.clone()
+    }
+
+    /// Changes each time a connection to the control plane is made.
+    pub fn watch_reached(&self) -> watch::Receiver<u64> {
+        self.reached.subscribe()
     }
 
     /// Connects to the address at `index` (modulo their number) with
@@ -168,7 +177,9 @@ impl ControlPlane {
         }
 
         let endpoint = self.endpoint(index % self.addresses.len(), material)?;
-        endpoint.connect().await.map_err(|e| failed(describe(&e)))
+        let channel = endpoint.connect().await.map_err(|e| failed(describe(&e)))?;
+        self.reached.send_modify(|count| *count += 1);
+        Ok(channel)
     }
 
     /// The endpoint for the address at `index` with `material`: the one

@@ -75,6 +75,7 @@ pub fn load_cached(dir: &DataDir, snapshot: &Snapshot, now: i64) -> BTreeMap<Str
 pub async fn maintain(workloads: Workloads, mut shutdown: watch::Receiver<bool>) {
     let mut state = workloads.state.watch();
     let mut material = workloads.control.watch_material();
+    let mut reached = workloads.control.watch_reached();
     let mut backoff = IDENTITY_RETRY;
     let mut held: BTreeMap<String, Held> = workloads
         .certificates
@@ -96,10 +97,19 @@ pub async fn maintain(workloads: Workloads, mut shutdown: watch::Receiver<bool>)
         let due = next_due(&held, now).map(|at| delay_until(at, now));
         let delay = [retry, due].into_iter().flatten().min().unwrap_or(IDLE);
 
+        // A failed round is retried at once when another task reaches the
+        // control plane, rather than at the end of a long backoff.
+        reached.mark_unchanged();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             changed = state.changed() => if changed.is_err() { return },
             changed = material.changed() => if changed.is_err() { return },
+            changed = reached.changed(), if retry.is_some() => {
+                if changed.is_err() {
+                    return;
+                }
+                backoff.reset();
+            }
             () = stopped(&mut shutdown) => return,
         }
     }
